@@ -1,0 +1,45 @@
+"""Shared fixtures: a real Redis (the one at REDIS_URL, else a private server), cleaned per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tools.redis_runtime import RedisServer, ensure_redis
+
+# Tests own one database number of the shared server and flush only it.
+TEST_DB = int(os.environ.get("LIFECYCLE_TEST_REDIS_DB", "13"))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a live Redis for this test session, on the tests' own database number."""
+    url, server = ensure_redis(os.environ.get("REDIS_URL"))
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    try:
+        yield f"{base}/{TEST_DB}"
+    finally:
+        if server:
+            server.close()
+
+
+@pytest.fixture()
+def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
+    """A connection to the test database, flushed before and after the test."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    try:
+        yield conn
+    finally:
+        conn.flushdb()
+        conn.close()
+
+
+@pytest.fixture()
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis server of the test's own, which the test may stop and start."""
+    with RedisServer() as server:
+        yield server

@@ -1,0 +1,1 @@
+"""Developer and operator tooling that is not part of the request path."""

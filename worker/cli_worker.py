@@ -1,0 +1,54 @@
+"""`lifecycle worker`: the production RQ worker (the Procfile's `worker:` line)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import redis
+from rq import Worker
+from rq.serializers import JSONSerializer
+from rq.worker_pool import WorkerPool
+
+from worker.deps import make_deps, make_queue, set_deps
+from worker.errors import ConfigError
+from worker.settings import load_settings
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--queues", "queue_names", multiple=True, help="Queues to listen on (default: worker.queue).")
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              envvar="LIFECYCLE_WORKER_PROCESSES", help="Worker processes (an RQ worker pool when > 1).")
+@click.option("--config", "config", envvar="LIFECYCLE_CONFIG", help="config.yaml to use.")
+@click.option("--metrics-port", type=int, envvar="LIFECYCLE_METRICS_PORT", help="Serve Prometheus metrics here.")
+def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: str | None,
+           metrics_port: int | None) -> None:
+    """Run RQ workers that apply the lifecycle rules to queued webhook events.
+
+    SIGTERM is a warm shutdown: the current job finishes, then the worker exits.
+    """
+    from worker.logs import configure_logging
+
+    try:
+        settings = load_settings(config)
+        settings.require("HUBSPOT_ACCESS_TOKEN")
+    except ConfigError as exc:
+        click.echo(f"lifecycle worker: {exc}", err=True)
+        sys.exit(2)
+    configure_logging()
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
+    conn = redis.Redis.from_url(settings.redis_url)
+    names = list(queue_names) or [settings.worker.queue]
+    if processes > 1:
+        pool = WorkerPool(names, connection=conn, num_workers=processes, serializer=JSONSerializer)
+        pool.start(burst=burst)
+        return
+    set_deps(make_deps(settings, conn))
+    queues = [make_queue(settings, conn).__class__(n, connection=conn, serializer=JSONSerializer) for n in names]
+    w = Worker(queues, connection=conn, serializer=JSONSerializer, name=f"lifecycle-{os.getpid()}")
+    w.work(burst=burst, with_scheduler=True, logging_level="WARNING")

@@ -1,0 +1,214 @@
+"""Side effects of Decisions, each idempotent under redelivery, replay and concurrent workers.
+
+- Owners: round-robin per vertical with an atomic Redis counter; the pick is remembered
+  under the action's key, so a replayed job assigns the same owner.
+- Tasks and unsubscribes: an effect ledger in Redis (`lc:effect:<portal>:<key>`), set right
+  after HubSpot accepted the batch; a key already in the ledger is skipped.
+- Deals: guarded by state: a contact with an open deal in the pipeline gets no second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from rules.model import Action, ActionType, Contact, Decision
+from worker.deps import Deps
+
+log = structlog.get_logger(__name__)
+LEDGER_TTL_S = 90 * 86400
+TASK_TO_CONTACT = 204
+DEAL_TO_CONTACT = 3
+DEAL_TO_COMPANY = 341
+
+
+@dataclass
+class EffectsReport:
+    owners_assigned: int = 0
+    tasks_created: int = 0
+    deals_created: int = 0
+    deals_moved: int = 0
+    unsubscribed: int = 0
+    poc_contacts: list[str] = field(default_factory=list)
+
+
+def _actions(decisions: Mapping[str, Decision], kind: ActionType) -> list[tuple[str, Action]]:
+    return [(cid, a) for cid, d in decisions.items() for a in d.actions if a.type == kind]
+
+
+def _ledger_key(deps: Deps, key: str) -> str:
+    return f"lc:effect:{deps.portal_id}:{key}"
+
+
+def _not_done(deps: Deps, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    values = deps.redis.mget([_ledger_key(deps, k) for k in keys])
+    return {k for k, v in zip(keys, values, strict=True) if v is None}
+
+
+def _mark_done(deps: Deps, keys: Iterable[str]) -> None:
+    pipe = deps.redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.set(_ledger_key(deps, key), "1", ex=LEDGER_TTL_S)
+    pipe.execute()
+
+
+def perform(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
+            updates: dict[str, dict[str, str]]) -> EffectsReport:
+    """Perform every action of `decisions`; owner picks are added to `updates`."""
+    report = EffectsReport()
+    assign_owners(deps, contacts, decisions, updates, report)
+    ensure_deals(deps, contacts, decisions, updates, report)
+    create_tasks(deps, contacts, decisions, updates, report)
+    unsubscribe(deps, contacts, decisions, report)
+    report.poc_contacts = [cid for cid, _ in _actions(decisions, ActionType.SET_COMPANY_POC)]
+    return report
+
+
+# -- owners ---------------------------------------------------------------------------------------
+def pick_owner(deps: Deps, vertical: str | None, key: str, avoid: str | None = None) -> str:
+    """Next owner of `vertical` (round-robin, atomic), remembered under `key`."""
+    memo = f"lc:owner:{deps.portal_id}:{key}"
+    remembered = deps.redis.get(memo)
+    if remembered:
+        return remembered.decode()
+    settings = deps.settings
+    owners = settings.verticals.get(vertical or "") or settings.default_owners
+    counter = f"lc:rr:{deps.portal_id}:{vertical if vertical in settings.verticals else '_default'}"
+    owner = owners[(int(deps.redis.incr(counter)) - 1) % len(owners)]
+    if owner == avoid and len(owners) > 1:
+        owner = owners[(int(deps.redis.incr(counter)) - 1) % len(owners)]
+    if deps.redis.set(memo, owner, nx=True, ex=LEDGER_TTL_S):
+        return owner
+    return (deps.redis.get(memo) or owner.encode()).decode()
+
+
+def assign_owners(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
+                  updates: dict[str, dict[str, str]], report: EffectsReport) -> None:
+    owner_prop = deps.settings.policy.contact.owner
+    for cid, action in _actions(decisions, ActionType.ASSIGN_OWNER):
+        current = updates.get(cid, {}).get(owner_prop) or contacts[cid].get(owner_prop)
+        if action.params.get("mode") != "reassign" and current:
+            continue
+        owner = pick_owner(deps, action.params.get("vertical"), action.key, avoid=current)
+        if owner != current:
+            updates.setdefault(cid, {})[owner_prop] = owner
+            report.owners_assigned += 1
+
+
+def _owner_of(deps: Deps, cid: str, contacts: Mapping[str, Contact], updates: Mapping[str, Mapping[str, str]]
+              ) -> str | None:
+    prop = deps.settings.policy.contact.owner
+    return updates.get(cid, {}).get(prop) or contacts[cid].get(prop)
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+def create_tasks(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
+                 updates: Mapping[str, Mapping[str, str]], report: EffectsReport) -> None:
+    wanted = _actions(decisions, ActionType.CREATE_TASK)
+    todo = _not_done(deps, [a.key for _, a in wanted])
+    wanted = [(cid, a) for cid, a in wanted if a.key in todo]
+    if not wanted:
+        return
+    now = deps.clock_ms()
+    inputs = []
+    for cid, action in wanted:
+        hours = int(action.params.get("due_in_hours", "24") or 24)
+        props = {
+            "hs_timestamp": str(now + hours * 3_600_000),
+            "hs_task_subject": action.params.get("subject", action.params.get("kind", "Lifecycle")),
+            "hs_task_body": f"{action.params.get('body', '')}\n[lifecycle {action.key}]".strip(),
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": "HIGH" if action.params.get("kind") == "new_mql" else "MEDIUM",
+            "hs_task_type": "TODO",
+        }
+        owner = _owner_of(deps, cid, contacts, updates)
+        if owner:
+            props["hubspot_owner_id"] = owner
+        inputs.append({"properties": props, "associations": [{"to": cid, "type_id": TASK_TO_CONTACT}]})
+    deps.hubspot.create_objects("tasks", inputs)
+    _mark_done(deps, (a.key for _, a in wanted))
+    report.tasks_created += len(inputs)
+
+
+# -- unsubscribe ----------------------------------------------------------------------------------
+def unsubscribe(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
+                report: EffectsReport) -> None:
+    wanted = _actions(decisions, ActionType.UNSUBSCRIBE_ALL)
+    todo = _not_done(deps, [a.key for _, a in wanted])
+    email_prop = deps.settings.policy.contact.email
+    for cid, action in wanted:
+        if action.key not in todo:
+            continue
+        email = contacts[cid].get(email_prop)
+        if not email:
+            log.warning("unsubscribe_skipped", contact_id=cid, why="contact has no email")
+            continue
+        deps.hubspot.unsubscribe_all(email)
+        _mark_done(deps, [action.key])
+        report.unsubscribed += 1
+
+
+# -- deals ----------------------------------------------------------------------------------------
+def ensure_deals(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
+                 updates: Mapping[str, Mapping[str, str]], report: EffectsReport) -> None:
+    creates = {cid: a for cid, a in _actions(decisions, ActionType.CREATE_DEAL)}
+    moves = {cid: a for cid, a in _actions(decisions, ActionType.UPDATE_DEAL_STAGE)}
+    if not creates and not moves:
+        return
+    s = deps.settings
+    c2d = deps.hubspot.associations("contacts", "deals", sorted(set(creates) | set(moves)))
+    deal_ids = sorted({d for ids in c2d.values() for d in ids})
+    deals = deps.hubspot.read_objects("deals", deal_ids, ["pipeline", "dealstage", "dealname"]) if deal_ids else {}
+
+    def open_deals(cid: str) -> list[str]:
+        return [d for d in c2d.get(cid, []) if d in deals
+                and deals[d]["properties"].get("pipeline") == s.deal_pipeline
+                and deals[d]["properties"].get("dealstage") not in s.deal_closed_stages]
+
+    new = {cid: a for cid, a in creates.items() if not open_deals(cid)}
+    if new:
+        _create_deals(deps, contacts, new, updates)
+        report.deals_created += len(new)
+    stage_updates: dict[str, dict[str, str]] = {}
+    for cid, action in moves.items():
+        for deal in open_deals(cid):
+            stage = action.params.get("stage") or s.deal_stages.get(action.params.get("milestone", ""), "")
+            if stage and deals[deal]["properties"].get("dealstage") != stage:
+                stage_updates[deal] = {"dealstage": stage}
+    if stage_updates:
+        deps.hubspot.update_objects("deals", stage_updates)
+        report.deals_moved += len(stage_updates)
+
+
+def _create_deals(deps: Deps, contacts: Mapping[str, Contact], new: Mapping[str, Action],
+                  updates: Mapping[str, Mapping[str, str]]) -> None:
+    s = deps.settings
+    p = s.policy.contact
+    c2co = deps.hubspot.associations("contacts", "companies", sorted(new))
+    company_ids = sorted({ids[0] for ids in c2co.values() if ids})
+    companies = deps.hubspot.read_objects("companies", company_ids, ["name"]) if company_ids else {}
+    inputs = []
+    for cid, action in new.items():
+        contact = contacts[cid]
+        company_id = (c2co.get(cid) or [None])[0]
+        company_name = (companies.get(company_id or "", {}).get("properties") or {}).get("name") or ""
+        name = s.deal_name_template.format(company=company_name, firstname=contact.get(p.first_name) or "",
+                                           lastname=contact.get(p.last_name) or "").strip(" —-") or f"Deal {cid}"
+        props = {"dealname": name, "pipeline": s.deal_pipeline,
+                 "dealstage": s.deal_stages.get(action.params.get("milestone", "working"), "")
+                 or next(iter(s.deal_stages.values()))}
+        gmv = contact.get(p.gmv_forecast)
+        if gmv:
+            props["amount"] = gmv
+        owner = _owner_of(deps, cid, contacts, updates)
+        if owner:
+            props["hubspot_owner_id"] = owner
+        assoc = [{"to": cid, "type_id": DEAL_TO_CONTACT}]
+        if company_id:
+            assoc.append({"to": company_id, "type_id": DEAL_TO_COMPANY})
+        inputs.append({"properties": props, "associations": assoc})
+    deps.hubspot.create_objects("deals", inputs)

@@ -1,0 +1,187 @@
+"""One job's work: events → triggers → locks → batch read → rules → effects → write → rollups.
+
+Level-triggered: the contact's current state is read from HubSpot and the rules decide
+from it; the events only say which contacts to look at and add facts state cannot show.
+So redelivery, reordering, replay and reconcile all run this same code, safely.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from rules.errors import TriggerError
+from rules.lifecycle import decide
+from rules.model import ActionType, Contact, Decision, Trigger, TriggerKind
+from rules.triggers import parse_contact, parse_trigger
+from worker import effects, metrics, rollups
+from worker.deps import Deps
+from worker.locks import ContactLocks
+
+log = structlog.get_logger(__name__)
+Requeue = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Inbox:
+    """The events of one or more job payloads, grouped by contact."""
+
+    portal_id: int | None = None
+    contacts: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    emails: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    companies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    deferrals: int = 0
+
+    @classmethod
+    def of(cls, payloads: Iterable[Mapping[str, Any]]) -> Inbox:
+        inbox = cls()
+        for p in payloads:
+            inbox.portal_id = inbox.portal_id or p.get("portal_id")
+            inbox.deferrals = max(inbox.deferrals, int(p.get("deferrals", 0) or 0))
+            for key in ("contacts", "emails", "companies"):
+                for ident, raws in (p.get(key) or {}).items():
+                    getattr(inbox, key)[str(ident)].extend(raws)
+        return inbox
+
+    def payload_for(self, contact_ids: set[str], email_of: Mapping[str, str]) -> dict[str, Any]:
+        """A job payload holding only the events of `contact_ids` (for deferral)."""
+        emails = {e: raws for e, raws in self.emails.items() if email_of.get(e) in contact_ids}
+        return {"v": 1, "portal_id": self.portal_id, "source": "deferred", "deferrals": self.deferrals + 1,
+                "contacts": {c: self.contacts[c] for c in contact_ids if c in self.contacts},
+                "emails": emails, "companies": {}}
+
+    @property
+    def size(self) -> int:
+        return len(self.contacts) + len(self.emails)
+
+
+@dataclass
+class Outcome:
+    contacts: int = 0
+    written: int = 0
+    noop: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    bad_events: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def as_json(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        return {"contacts": self.contacts, "written": self.written, "noop": self.noop, "skipped": self.skipped,
+                "deferred": self.deferred, "bad_events": self.bad_events, "rows": dict(self.rows), **extra}
+
+
+def _triggers(deps: Deps, raws: Iterable[Mapping[str, Any]], outcome: Outcome) -> list[Trigger]:
+    found = []
+    for raw in raws:
+        try:
+            trigger = parse_trigger(raw, deps.settings.policy)
+        except TriggerError as exc:
+            outcome.bad_events += 1
+            log.warning("event_skipped", why=str(exc))
+            continue
+        if not trigger.by_self:
+            found.append(trigger)
+    return found
+
+
+def collect_triggers(deps: Deps, inbox: Inbox, outcome: Outcome) -> tuple[dict[str, list[Trigger]], dict[str, str]]:
+    """Triggers by contact id (email events resolved by address) and email → contact id."""
+    by_contact: dict[str, list[Trigger]] = defaultdict(list)
+    for cid, raws in inbox.contacts.items():
+        by_contact[cid].extend(_triggers(deps, raws, outcome))
+    email_of: dict[str, str] = {}
+    if inbox.emails:
+        email_of = deps.hubspot.find_contacts_by_email(inbox.emails)
+        for email, raws in inbox.emails.items():
+            cid = email_of.get(email)
+            if cid is None:
+                outcome.skipped += 1
+                log.info("email_event_skipped", why="no contact has this address", events=len(raws))
+                continue
+            by_contact[cid].extend(_triggers(deps, raws, outcome))
+    return {c: t for c, t in by_contact.items() if t}, email_of
+
+
+def decide_all(deps: Deps, ids: list[str], triggers: Mapping[str, list[Trigger]], outcome: Outcome
+               ) -> tuple[dict[str, Contact], dict[str, Decision]]:
+    """Batch-read the contacts and decide; re-read with history where a revert needs it."""
+    policy = deps.settings.policy
+    rows = deps.hubspot.read_objects("contacts", ids, policy.read_properties)
+    for cid in sorted(set(ids) - set(rows)):
+        outcome.skipped += 1
+        log.info("contact_skipped", contact_id=cid, why="HubSpot no longer has this contact")
+    now = deps.clock_ms()
+    contacts = {cid: parse_contact(raw) for cid, raw in rows.items()}
+    decisions = {cid: decide(c, triggers.get(cid, []), policy, now) for cid, c in contacts.items()}
+    need = sorted(cid for cid, d in decisions.items() if d.needs_history)
+    if need:
+        history = deps.hubspot.read_objects("contacts", need, policy.read_properties, policy.history_properties)
+        for cid, raw in history.items():
+            contacts[cid] = parse_contact(raw)
+            decisions[cid] = decide(contacts[cid], triggers.get(cid, []), policy, now)
+    return contacts, decisions
+
+
+def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, Any]:
+    """Apply the rules to every contact of `inbox` and write the results back."""
+    outcome = Outcome()
+    triggers, email_of = collect_triggers(deps, inbox, outcome)
+    gone = {cid for cid, ts in triggers.items() if all(t.kind == TriggerKind.DELETED for t in ts)}
+    for cid in gone:
+        log.info("contact_skipped", contact_id=cid, why="deleted")
+    outcome.skipped += len(gone)
+    wanted = sorted(set(triggers) - gone)
+    with ContactLocks(deps.redis, deps.portal_id, ttl_s=deps.settings.worker.lock_ttl_s) as locks:
+        locked, busy = locks.acquire(wanted)
+        contacts, decisions = decide_all(deps, sorted(locked), triggers, outcome) if locked else ({}, {})
+        updates = {cid: dict(d.updates) for cid, d in decisions.items() if d.updates}
+        report = effects.perform(deps, contacts, decisions, updates)
+        held = locks.still_held(updates)
+        lost = set(updates) - held
+        busy |= lost
+        writes = {cid: u for cid, u in updates.items() if cid in held}
+        missing = deps.hubspot.update_objects("contacts", writes) if writes else []
+        _rollup(deps, inbox, triggers, decisions, writes, report)
+    if busy:
+        requeue(inbox.payload_for(busy, email_of))
+        log.info("contacts_deferred", contacts=len(busy), why="another job holds their lock")
+    _count(outcome, decisions, writes, missing, busy)
+    _observe_lag(deps, triggers, writes)
+    return outcome.as_json({"owners_assigned": report.owners_assigned, "tasks_created": report.tasks_created,
+                            "deals_created": report.deals_created, "unsubscribed": report.unsubscribed})
+
+
+def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], decisions: Mapping[str, Decision],
+            writes: Mapping[str, Mapping[str, str]], report: effects.EffectsReport) -> None:
+    contacts = {cid for cid, d in decisions.items() if any(a.type == ActionType.ROLLUP_COMPANIES for a in d.actions)}
+    contacts |= {cid for cid, ts in triggers.items() if cid in decisions
+                 and any(t.kind in (TriggerKind.ASSOCIATION_CHANGED, TriggerKind.MERGED) for t in ts)}
+    if contacts or inbox.companies or report.poc_contacts:
+        rollups.recompute(deps, contacts, inbox.companies, written=writes, poc_contacts=report.poc_contacts)
+
+
+def _count(outcome: Outcome, decisions: Mapping[str, Decision], writes: Mapping[str, Any], missing: list[str],
+           busy: set[str]) -> None:
+    outcome.contacts = len(decisions)
+    outcome.written = len(writes) - len(missing)
+    outcome.noop = sum(1 for d in decisions.values() if d.is_noop)
+    outcome.deferred = len(busy)
+    outcome.skipped += len(missing)
+    for d in decisions.values():
+        for row in d.rows:
+            outcome.rows[row] += 1
+    metrics.CONTACTS.labels(outcome="written").inc(outcome.written)
+    metrics.CONTACTS.labels(outcome="noop").inc(outcome.noop)
+    metrics.CONTACTS.labels(outcome="deferred").inc(outcome.deferred)
+
+
+def _observe_lag(deps: Deps, triggers: Mapping[str, list[Trigger]], writes: Mapping[str, Any]) -> None:
+    now = deps.clock_ms()
+    for cid in writes:
+        latest = max((t.occurred_at for t in triggers.get(cid, [])), default=0)
+        if latest:
+            metrics.LAG.observe(max(0.0, (now - latest) / 1000.0))

@@ -1,0 +1,78 @@
+"""Company rollups (spec §6): account_status, poc_contact_id and the contacts' suppression flags.
+
+Reads in batches: contact→company associations, company→contact associations, the
+companies, and the statuses of every contact of those companies (overlaid with the values
+this job has just written); then `rules.rollup.rollup_company` decides, and one batched
+company update plus one batched contact update write the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from rules.model import ContactRollupInput
+from rules.rollup import rollup_company
+from worker.deps import Deps
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RollupReport:
+    companies: int = 0
+    companies_updated: int = 0
+    contacts_updated: int = 0
+
+
+def recompute(deps: Deps, contact_ids: Iterable[str], company_ids: Iterable[str] = (), *,
+              written: Mapping[str, Mapping[str, str]] | None = None,
+              poc_contacts: Iterable[str] = ()) -> RollupReport:
+    """Recompute every company of `contact_ids` (plus `company_ids`) and write the changes."""
+    policy = deps.settings.policy
+    cp, co = policy.contact, policy.company
+    written = written or {}
+    contact_ids = sorted(set(contact_ids) | set(poc_contacts))
+    c2co = deps.hubspot.associations("contacts", "companies", contact_ids) if contact_ids else {}
+    companies = sorted({c for ids in c2co.values() for c in ids} | set(company_ids))
+    report = RollupReport(companies=len(companies))
+    if not companies:
+        return report
+    co2c = deps.hubspot.associations("companies", "contacts", companies)
+    members = sorted({c for ids in co2c.values() for c in ids})
+    contact_rows = deps.hubspot.read_objects("contacts", members, [cp.status, cp.lead_gen_suppressed])
+    company_rows = deps.hubspot.read_objects("companies", companies, [co.account_status, co.poc_contact_id])
+
+    def props(cid: str) -> dict[str, str | None]:
+        current = dict((contact_rows.get(cid) or {}).get("properties") or {})
+        current.update(written.get(cid, {}))
+        return current
+
+    poc_by_company = {company: cid for cid in poc_contacts for company in c2co.get(cid, [])}
+    company_updates: dict[str, dict[str, str]] = {}
+    contact_updates: dict[str, dict[str, str]] = {}
+    for company in companies:
+        if company not in company_rows:
+            log.info("rollup_company_skipped", company_id=company, why="company not found")
+            continue
+        inputs = [ContactRollupInput(cid, props(cid).get(cp.status), props(cid).get(cp.lead_gen_suppressed))
+                  for cid in co2c.get(company, []) if cid in contact_rows or cid in written]
+        current = company_rows[company]["properties"]
+        decision = rollup_company(company, current, inputs, policy)
+        updates = dict(decision.company_updates)
+        poc = poc_by_company.get(company)
+        if poc and current.get(co.poc_contact_id) != poc:
+            updates[co.poc_contact_id] = poc
+        if updates:
+            company_updates[company] = updates
+        for cid, flags in decision.contact_updates.items():
+            contact_updates.setdefault(cid, {}).update(flags)
+    if company_updates:
+        deps.hubspot.update_objects("companies", company_updates)
+    if contact_updates:
+        deps.hubspot.update_objects("contacts", contact_updates)
+    report.companies_updated = len(company_updates)
+    report.contacts_updated = len(contact_updates)
+    return report
