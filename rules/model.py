@@ -54,6 +54,9 @@ class Trigger:
     unsubscribed: bool = False  # STATUSCHANGE that unsubscribes
     merged_ids: tuple[str, ...] = ()
     event_key: str = ""  # stable id of the source event (dedupe, idempotency keys)
+    association_type: str | None = None  # contact.associationChange: CONTACT_TO_COMPANY, ...
+    related_id: str | None = None  # the other object of an association change (e.g. the company)
+    association_removed: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,9 @@ class ContactRollupInput:
     id: str
     status: str | None
     lead_gen_suppressed: str | None
+    # True when another company of this contact is a customer account: the contact stays
+    # suppressed even if this company is not (a contact may belong to several companies).
+    suppressed_elsewhere: bool = False
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ class Policy:
     tasks: Mapping[str, TaskTemplate]
     contact: ContactProps = field(default_factory=ContactProps)
     company: CompanyProps = field(default_factory=CompanyProps)
+    # HubSpot's "opted out of all email" flag: T5 skips the unsubscribe when it is already "true".
+    optout_property: str = "hs_email_optout"
 
     # -- lookups the rules use -------------------------------------------------------------
     def status(self, value: str | None) -> StatusDef | None:
@@ -137,7 +139,7 @@ class Policy:
             c.status, c.milestone, c.reason, c.status_changed_at, c.milestone_changed_at,
             c.lead_gen_suppressed, c.vertical, c.gmv_forecast, c.email, c.owner, c.first_name,
             c.last_name, self.score_property, self.sequence_property,
-            *self.delivered_properties, *self.health_properties,
+            *self.delivered_properties, *self.health_properties, self.optout_property,
         ]
         return tuple(dict.fromkeys(names))
 

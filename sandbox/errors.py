@@ -52,8 +52,9 @@ def error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
     return body
 
 
-def standard_error(message: str, category: str, context: dict[str, list[str]] | None = None,
-                   sub_category: str | None = None) -> dict[str, Any]:
+def standard_error(
+    message: str, category: str, context: dict[str, list[str]] | None = None, sub_category: str | None = None
+) -> dict[str, Any]:
     """One entry of a 207 `errors` list; every field the SDK's StandardError requires is present."""
     entry: dict[str, Any] = {
         "status": "error",
@@ -69,7 +70,9 @@ def standard_error(message: str, category: str, context: dict[str, list[str]] | 
 
 
 def not_found(object_id: str) -> HubSpotError:
-    message = "resource not found" if object_id.isdigit() else "Object not found.  objectId are usually numeric."
+    message = (
+        "resource not found" if object_id.isdigit() else "Object not found.  objectId are usually numeric."
+    )
     return HubSpotError(404, error_body(message, "OBJECT_NOT_FOUND", context={"id": [object_id]}))
 
 
@@ -144,5 +147,7 @@ def status_error(status: int) -> HubSpotError:
     """A generic HubSpot error for an injected fault of `status` (429 gets the RATE_LIMIT body)."""
     if status == 429:
         return rate_limited()
-    message, category = _CATEGORY_BY_STATUS.get(status, ("error", "INTERNAL_ERROR" if status >= 500 else "ERROR"))
+    message, category = _CATEGORY_BY_STATUS.get(
+        status, ("error", "INTERNAL_ERROR" if status >= 500 else "ERROR")
+    )
     return HubSpotError(status, error_body(message, category))

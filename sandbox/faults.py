@@ -30,8 +30,15 @@ class FaultRule:
     pattern: re.Pattern[str]
 
     def as_json(self) -> dict[str, Any]:
-        return {"method": self.method, "path": self.path, "status": self.status, "rate": self.rate,
-                "latency_ms": self.latency_ms, "timeout": self.timeout, "count": self.count}
+        return {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "rate": self.rate,
+            "latency_ms": self.latency_ms,
+            "timeout": self.timeout,
+            "count": self.count,
+        }
 
 
 def parse_rule(raw: Mapping[str, Any]) -> FaultRule:
@@ -49,8 +56,16 @@ def parse_rule(raw: Mapping[str, Any]) -> FaultRule:
     if not 0.0 <= rate <= 1.0:
         raise validation(f"rate: expected a number between 0 and 1, got {rate}")
     count = raw.get("count")
-    return FaultRule(method, path, int(status) if status else None, rate, int(raw.get("latency_ms", 0) or 0),
-                     bool(raw.get("timeout", False)), int(count) if count is not None else None, pattern)
+    return FaultRule(
+        method,
+        path,
+        int(status) if status else None,
+        rate,
+        int(raw.get("latency_ms", 0) or 0),
+        bool(raw.get("timeout", False)),
+        int(count) if count is not None else None,
+        pattern,
+    )
 
 
 class FaultInjector:

@@ -26,11 +26,15 @@ class AssociationGraph:
 
     def add(self, from_type: str, from_id: int, to_type: str, to_id: int, type_id: int) -> bool:
         """Add the edge and its reverse; False when it already existed."""
-        forward = self._edges.setdefault((from_type, from_id), {}).setdefault(to_type, {}).setdefault(to_id, set())
+        forward = (
+            self._edges.setdefault((from_type, from_id), {}).setdefault(to_type, {}).setdefault(to_id, set())
+        )
         if type_id in forward:
             return False
         forward.add(type_id)
-        backward = self._edges.setdefault((to_type, to_id), {}).setdefault(from_type, {}).setdefault(from_id, set())
+        backward = (
+            self._edges.setdefault((to_type, to_id), {}).setdefault(from_type, {}).setdefault(from_id, set())
+        )
         backward.add(reverse_type_id(from_type, type_id))
         return True
 

@@ -48,7 +48,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Change:
-    """Something a webhook subscription can see: creation, propertyChange, deletion, merge, associationChange."""
+    """What a webhook subscription can see: creation, propertyChange, deletion, merge, associationChange."""
 
     object_type: str
     event: str

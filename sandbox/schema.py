@@ -63,10 +63,16 @@ class PropertySchema:
         with self._lock:
             groups = self._groups[object_type]
             if name in groups:
-                raise HubSpotError(409, error_body(f"A property group named '{name}' already exists.",
-                                                   "OBJECT_ALREADY_EXISTS"))
-            group = {"name": name, "label": str(body["label"]),
-                     "displayOrder": int(body.get("displayOrder", -1)), "archived": False}
+                raise HubSpotError(
+                    409,
+                    error_body(f"A property group named '{name}' already exists.", "OBJECT_ALREADY_EXISTS"),
+                )
+            group = {
+                "name": name,
+                "label": str(body["label"]),
+                "displayOrder": int(body.get("displayOrder", -1)),
+                "archived": False,
+            }
             groups[name] = group
             return dict(group)
 
@@ -95,22 +101,32 @@ class PropertySchema:
             return self._groups[object_type].pop(name, None) is not None
 
     # ---- properties -------------------------------------------------------------------------
-    def create(self, object_type: str, body: Mapping[str, Any], *, hubspot_defined: bool = False,
-               read_only_value: bool = False, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def create(
+        self,
+        object_type: str,
+        body: Mapping[str, Any],
+        *,
+        hubspot_defined: bool = False,
+        read_only_value: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Create a property as POST /crm/v3/properties/{objectType} does; raises HubSpotError."""
         missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
         if missing:
             raise validation(f"Some required fields were not set: [{', '.join(missing)}]")
         name, ptype, field_type = str(body["name"]), str(body["type"]), str(body["fieldType"])
         if not _NAME_RE.match(name):
-            raise validation(f"Property name '{name}' must start with a lowercase letter and contain only "
-                             "lowercase letters, numbers and underscores.")
+            raise validation(
+                f"Property name '{name}' must start with a lowercase letter and contain only "
+                "lowercase letters, numbers and underscores."
+            )
         self._check_types(ptype, field_type)
         now = self._clock()
         with self._lock:
             if name in self._props[object_type]:
-                raise HubSpotError(409, error_body(f"Property named '{name}' already exists.",
-                                                   "OBJECT_ALREADY_EXISTS"))
+                raise HubSpotError(
+                    409, error_body(f"Property named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
+                )
             if body["groupName"] not in self._groups[object_type]:
                 raise validation(f"property group {body['groupName']} does not exist.")
             prop: dict[str, Any] = {
@@ -149,8 +165,10 @@ class PropertySchema:
         if ptype not in FIELD_TYPES:
             raise validation(f"Invalid type {ptype!r}; expected one of {sorted(FIELD_TYPES)}")
         if field_type not in FIELD_TYPES[ptype]:
-            raise validation(f"fieldType {field_type!r} is not valid for a property of type {ptype!r}; "
-                             f"expected one of {sorted(FIELD_TYPES[ptype])}")
+            raise validation(
+                f"fieldType {field_type!r} is not valid for a property of type {ptype!r}; "
+                f"expected one of {sorted(FIELD_TYPES[ptype])}"
+            )
 
     def get(self, object_type: str, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -207,8 +225,9 @@ class PropertySchema:
             return True
 
     # ---- values -----------------------------------------------------------------------------
-    def normalize_values(self, object_type: str, values: Mapping[str, Any], *,
-                         allow_read_only: bool = False) -> dict[str, str]:
+    def normalize_values(
+        self, object_type: str, values: Mapping[str, Any], *, allow_read_only: bool = False
+    ) -> dict[str, str]:
         """Return `values` as HubSpot stores them (all strings); 400 listing every invalid one."""
         errors: list[dict[str, str]] = []
         normalized: dict[str, str] = {}
@@ -217,12 +236,22 @@ class PropertySchema:
             for name, raw in values.items():
                 prop = defs.get(name)
                 if prop is None:
-                    errors.append({"name": name, "error": "PROPERTY_DOESNT_EXIST",
-                                   "message": f'Property "{name}" does not exist'})
+                    errors.append(
+                        {
+                            "name": name,
+                            "error": "PROPERTY_DOESNT_EXIST",
+                            "message": f'Property "{name}" does not exist',
+                        }
+                    )
                     continue
                 if prop["modificationMetadata"]["readOnlyValue"] and not allow_read_only:
-                    errors.append({"name": name, "error": "READ_ONLY_VALUE",
-                                   "message": f'"{name}" is a read only property; its value cannot be set.'})
+                    errors.append(
+                        {
+                            "name": name,
+                            "error": "READ_ONLY_VALUE",
+                            "message": f'"{name}" is a read only property; its value cannot be set.',
+                        }
+                    )
                     continue
                 try:
                     normalized[name] = _normalize_value(object_type, prop, raw)
@@ -279,8 +308,11 @@ def _normalize_value(object_type: str, prop: Mapping[str, Any], raw: Any) -> str
     if ptype in ("date", "datetime"):
         ms = to_ms(value)
         if ms is None:
-            raise ValueError("INVALID_DATE", f"{value} is not a valid date/datetime for property {name}; "
-                                             "use milliseconds since the epoch or ISO 8601")
+            raise ValueError(
+                "INVALID_DATE",
+                f"{value} is not a valid date/datetime for property {name}; "
+                "use milliseconds since the epoch or ISO 8601",
+            )
         return date_from_ms(ms) if ptype == "date" else iso_from_ms(ms)
     if ptype == "enumeration":
         allowed = [o["value"] for o in prop.get("options", [])]

@@ -18,8 +18,21 @@ __all__ = ["SearchRequest", "parse_search", "run_search", "MAX_RESULTS"]
 
 MAX_RESULTS = 10_000
 MAX_LIMIT = 200
-OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
-             "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
+OPERATORS = {
+    "EQ",
+    "NEQ",
+    "LT",
+    "LTE",
+    "GT",
+    "GTE",
+    "BETWEEN",
+    "IN",
+    "NOT_IN",
+    "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY",
+    "CONTAINS_TOKEN",
+    "NOT_CONTAINS_TOKEN",
+}
 _QUERY_PROPS = {
     "contacts": ("email", "firstname", "lastname", "phone", "company"),
     "companies": ("name", "domain", "website", "phone"),
@@ -33,8 +46,15 @@ KindOf = Callable[[str], str]
 class SearchRequest:
     """A validated search body."""
 
-    def __init__(self, groups: list[list[dict[str, Any]]], sorts: list[tuple[str, bool]], query: str,
-                 properties: list[str], limit: int, after: int) -> None:
+    def __init__(
+        self,
+        groups: list[list[dict[str, Any]]],
+        sorts: list[tuple[str, bool]],
+        query: str,
+        properties: list[str],
+        limit: int,
+        after: int,
+    ) -> None:
         self.groups, self.sorts, self.query = groups, sorts, query
         self.properties, self.limit, self.after = properties, limit, after
 
@@ -51,10 +71,14 @@ def parse_search(body: Mapping[str, Any], known: set[str]) -> SearchRequest:
         for flt in group:
             operator = flt.get("operator") or "EQ"
             if operator not in OPERATORS:
-                raise validation(f"Invalid filter operator {operator!r}; expected one of {sorted(OPERATORS)}.")
+                raise validation(
+                    f"Invalid filter operator {operator!r}; expected one of {sorted(OPERATORS)}."
+                )
             if flt.get("propertyName") not in known:
-                raise validation(f"There was a problem with the request: property {flt.get('propertyName')!r} "
-                                 "does not exist.")
+                raise validation(
+                    f"There was a problem with the request: property {flt.get('propertyName')!r} "
+                    "does not exist."
+                )
     limit = int(body.get("limit") or 10)
     if limit < 1 or limit > MAX_LIMIT:
         raise validation(f"limit must be between 1 and {MAX_LIMIT}; got {limit}.")
@@ -63,10 +87,18 @@ def parse_search(body: Mapping[str, Any], known: set[str]) -> SearchRequest:
         raise validation(f"Invalid after value {after_raw!r}.")
     after = int(after_raw)
     if after >= MAX_RESULTS:
-        raise validation(f"Paging beyond {MAX_RESULTS} results is not supported: the search endpoints return "
-                         f"at most {MAX_RESULTS} results for a query (after={after}).")
-    return SearchRequest(groups, _parse_sorts(body.get("sorts") or []), str(body.get("query") or ""),
-                         list(body.get("properties") or []), limit, after)
+        raise validation(
+            f"Paging beyond {MAX_RESULTS} results is not supported: the search endpoints return "
+            f"at most {MAX_RESULTS} results for a query (after={after})."
+        )
+    return SearchRequest(
+        groups,
+        _parse_sorts(body.get("sorts") or []),
+        str(body.get("query") or ""),
+        list(body.get("properties") or []),
+        limit,
+        after,
+    )
 
 
 def _parse_sorts(raw: Sequence[Any]) -> list[tuple[str, bool]]:
@@ -74,14 +106,17 @@ def _parse_sorts(raw: Sequence[Any]) -> list[tuple[str, bool]]:
     sorts = []
     for item in raw:
         if isinstance(item, Mapping):
-            sorts.append((str(item.get("propertyName")), str(item.get("direction", "ASCENDING")) == "DESCENDING"))
+            sorts.append(
+                (str(item.get("propertyName")), str(item.get("direction", "ASCENDING")) == "DESCENDING")
+            )
         elif isinstance(item, str) and item:
             sorts.append((item.lstrip("-"), item.startswith("-")))
     return sorts
 
 
-def run_search(records: list[Record], req: SearchRequest, object_type: str,
-               kind_of: KindOf) -> tuple[list[Record], int, int | None]:
+def run_search(
+    records: list[Record], req: SearchRequest, object_type: str, kind_of: KindOf
+) -> tuple[list[Record], int, int | None]:
     """Filter, sort and page; returns (page, total, next `after` or None)."""
     matched = [r for r in records if _matches(r, req, object_type, kind_of)]
     for name, descending in reversed(req.sorts):
@@ -91,7 +126,7 @@ def run_search(records: list[Record], req: SearchRequest, object_type: str,
         matched = present + absent  # records without the property come last either way
     total = len(matched)
     end = min(req.after + req.limit, MAX_RESULTS, total)
-    page = matched[req.after:end]
+    page = matched[req.after : end]
     next_after = end if end < min(total, MAX_RESULTS) else None
     return page, total, next_after
 
@@ -149,7 +184,9 @@ def _filter_hit(rec: Record, flt: Mapping[str, Any], kind_of: KindOf) -> bool:
     if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
         pattern = str(flt.get("value", "")).lower()
         tokens = [stored.lower(), *stored.lower().replace("@", " ").replace(".", " ").split()]
-        hit = has and any(fnmatch.fnmatchcase(t, pattern if "*" in pattern else f"*{pattern}*") for t in tokens)
+        hit = has and any(
+            fnmatch.fnmatchcase(t, pattern if "*" in pattern else f"*{pattern}*") for t in tokens
+        )
         return hit if operator == "CONTAINS_TOKEN" else not hit
     mine, theirs = _coerce(stored, kind), _coerce(flt.get("value", ""), kind)
     if operator == "NEQ":
@@ -161,4 +198,6 @@ def _filter_hit(rec: Record, flt: Mapping[str, Any], kind_of: KindOf) -> bool:
     if operator == "BETWEEN":
         high = _coerce(flt.get("highValue", ""), kind)
         return high is not None and theirs <= mine <= high
-    return bool({"LT": mine < theirs, "LTE": mine <= theirs, "GT": mine > theirs, "GTE": mine >= theirs}[operator])
+    return bool(
+        {"LT": mine < theirs, "LTE": mine <= theirs, "GT": mine > theirs, "GTE": mine >= theirs}[operator]
+    )

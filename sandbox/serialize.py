@@ -21,8 +21,11 @@ def split_param(values: Iterable[str]) -> list[str]:
 
 
 def history_json(entry: HistoryEntry) -> dict[str, Any]:
-    item: dict[str, Any] = {"value": entry.value, "timestamp": iso_from_ms(entry.timestamp_ms),
-                            "sourceType": entry.source_type}
+    item: dict[str, Any] = {
+        "value": entry.value,
+        "timestamp": iso_from_ms(entry.timestamp_ms),
+        "sourceType": entry.source_type,
+    }
     if entry.source_id is not None:
         item["sourceId"] = entry.source_id
     if entry.user_id is not None:
@@ -30,8 +33,9 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
     return item
 
 
-def object_json(rec: Record, known: set[str], properties: list[str] | None = None,
-                with_history: list[str] | None = None) -> dict[str, Any]:
+def object_json(
+    rec: Record, known: set[str], properties: list[str] | None = None, with_history: list[str] | None = None
+) -> dict[str, Any]:
     """A SimplePublicObject. Requested properties that exist but have no value come back as null;
     unknown ones are left out, as HubSpot does. The id/created/modified properties are always there."""
     ot = OBJECT_TYPES[rec.object_type]
@@ -52,7 +56,8 @@ def object_json(rec: Record, known: set[str], properties: list[str] | None = Non
     if with_history:
         body["propertiesWithHistory"] = {
             n: [history_json(e) for e in reversed(rec.history.get(n, []))]
-            for n in with_history if n in known or n in rec.history
+            for n in with_history
+            if n in known or n in rec.history
         }
     return body
 

@@ -36,5 +36,10 @@ class Stats:
 
     def snapshot(self, webhooks: dict[str, int]) -> dict[str, Any]:
         with self._lock:
-            return {"total_calls": sum(self._calls.values()), "calls": dict(sorted(self._calls.items())),
-                    "rate_limited": self._rate_limited, "faults_served": self._faults, "webhooks": webhooks}
+            return {
+                "total_calls": sum(self._calls.values()),
+                "calls": dict(sorted(self._calls.items())),
+                "rate_limited": self._rate_limited,
+                "faults_served": self._faults,
+                "webhooks": webhooks,
+            }

@@ -15,29 +15,47 @@ from typing import Any
 from .errors import conflict, not_found, property_errors, validation
 from .graph import AssociationGraph
 from .model import Actor, Change, HistoryEntry, Record
-from .objecttypes import OBJECT_TYPES, assoc_type, assoc_types_between, association_enum, default_type_id
+from .objecttypes import OBJECT_TYPES
 from .schema import PropertySchema
+from .store_links import AssociationOps, AssocInput
 from .timeutil import iso_from_ms, now_ms
 
 __all__ = ["Store", "SYSTEM_PROPS", "AssocInput"]
 
 # Maintained by the store; never reported as propertyChange events (HubSpot refuses subscriptions to
 # hs_lastmodifieddate and these are not user data).
-SYSTEM_PROPS = frozenset({"hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate",
-                          "hs_createdate", "hs_merged_object_ids"})
+SYSTEM_PROPS = frozenset(
+    {
+        "hs_object_id",
+        "createdate",
+        "lastmodifieddate",
+        "hs_lastmodifieddate",
+        "hs_createdate",
+        "hs_merged_object_ids",
+    }
+)
 _REQUIRES_TIMESTAMP = frozenset({"tasks", "notes"})
-AssocInput = tuple[int, int]  # (to_id, association type id)
 
 
 def _snap(rec: Record) -> Record:
-    return Record(rec.object_type, rec.id, dict(rec.properties), {k: list(v) for k, v in rec.history.items()},
-                  rec.created_ms, rec.updated_ms, rec.archived, rec.archived_ms)
+    return Record(
+        rec.object_type,
+        rec.id,
+        dict(rec.properties),
+        {k: list(v) for k, v in rec.history.items()},
+        rec.created_ms,
+        rec.updated_ms,
+        rec.archived,
+        rec.archived_ms,
+    )
 
 
-class Store:
+class Store(AssociationOps):
     """Thread-safe object store. Reads return snapshots, never the live records."""
 
-    def __init__(self, schema: PropertySchema, clock: Callable[[], int] = now_ms, first_id: int = 1001) -> None:
+    def __init__(
+        self, schema: PropertySchema, clock: Callable[[], int] = now_ms, first_id: int = 1001
+    ) -> None:
         self.schema = schema
         self._clock = clock
         self._lock = threading.RLock()
@@ -83,8 +101,9 @@ class Store:
                 return rec.id
         return None
 
-    def _live(self, object_type: str, raw: str | int, id_property: str | None = None,
-              archived: bool = False) -> Record | None:
+    def _live(
+        self, object_type: str, raw: str | int, id_property: str | None = None, archived: bool = False
+    ) -> Record | None:
         oid = self._resolve(object_type, raw, id_property)
         rec = self._records[object_type].get(oid) if oid is not None else None
         if rec is None or rec.archived != archived:
@@ -92,50 +111,68 @@ class Store:
         return rec
 
     # ---- reads -------------------------------------------------------------------------------
-    def get(self, object_type: str, raw: str | int, *, id_property: str | None = None,
-            archived: bool = False) -> Record | None:
+    def get(
+        self, object_type: str, raw: str | int, *, id_property: str | None = None, archived: bool = False
+    ) -> Record | None:
         with self._lock:
             rec = self._live(object_type, raw, id_property, archived)
             return _snap(rec) if rec else None
 
-    def page(self, object_type: str, after: int | None, limit: int,
-             archived: bool = False) -> tuple[list[Record], int | None]:
+    def page(
+        self, object_type: str, after: int | None, limit: int, archived: bool = False
+    ) -> tuple[list[Record], int | None]:
         """Records ordered by id from `after` (inclusive); returns (page, next cursor or None)."""
         with self._lock:
-            ids = sorted(i for i, r in self._records[object_type].items()
-                         if r.archived == archived and (after is None or i >= after))
+            ids = sorted(
+                i
+                for i, r in self._records[object_type].items()
+                if r.archived == archived and (after is None or i >= after)
+            )
             chosen = [_snap(self._records[object_type][i]) for i in ids[:limit]]
             return chosen, (ids[limit] if len(ids) > limit else None)
 
     def scan(self, object_type: str) -> list[Record]:
-        """Every live record (for search and dumps), ordered by id."""
+        """Every live record ordered by id, without history (search and dumps need none)."""
         with self._lock:
-            return [_snap(r) for _, r in sorted(self._records[object_type].items()) if not r.archived]
+            return [
+                Record(r.object_type, r.id, dict(r.properties), {}, r.created_ms, r.updated_ms)
+                for _, r in sorted(self._records[object_type].items())
+                if not r.archived
+            ]
 
     def count(self, object_type: str) -> int:
         with self._lock:
             return sum(1 for r in self._records[object_type].values() if not r.archived)
 
-    def associations(self, object_type: str, object_id: int, to_type: str) -> dict[int, set[int]]:
-        """to_id -> association type ids, leaving out archived targets."""
-        with self._lock:
-            targets = self._graph.targets(object_type, object_id, to_type)
-            live = self._records[to_type]
-            return {i: t for i, t in targets.items() if i in live and not live[i].archived}
-
     # ---- object writes ---------------------------------------------------------------------------
-    def create(self, object_type: str, values: Mapping[str, Any], actor: Actor, *,
-               associations: Sequence[AssocInput] = (), allow_read_only: bool = False,
-               at_ms: int | None = None) -> Record:
+    def create(
+        self,
+        object_type: str,
+        values: Mapping[str, Any],
+        actor: Actor,
+        *,
+        associations: Sequence[AssocInput] = (),
+        allow_read_only: bool = False,
+        at_ms: int | None = None,
+    ) -> Record:
         """Create one object (with inline associations); 400/409 before anything changes."""
-        return self.create_many(object_type, [(values, associations)], actor,
-                                allow_read_only=allow_read_only, at_ms=at_ms)[0]
+        return self.create_many(
+            object_type, [(values, associations)], actor, allow_read_only=allow_read_only, at_ms=at_ms
+        )[0]
 
-    def create_many(self, object_type: str, inputs: Sequence[tuple[Mapping[str, Any], Sequence[AssocInput]]],
-                    actor: Actor, *, allow_read_only: bool = False, at_ms: int | None = None) -> list[Record]:
+    def create_many(
+        self,
+        object_type: str,
+        inputs: Sequence[tuple[Mapping[str, Any], Sequence[AssocInput]]],
+        actor: Actor,
+        *,
+        allow_read_only: bool = False,
+        at_ms: int | None = None,
+    ) -> list[Record]:
         """All-or-nothing batch create, as HubSpot's batch/create answers 400/409 for the whole batch."""
-        normalized = [self.schema.normalize_values(object_type, v, allow_read_only=allow_read_only)
-                      for v, _ in inputs]
+        normalized = [
+            self.schema.normalize_values(object_type, v, allow_read_only=allow_read_only) for v, _ in inputs
+        ]
         with self._lock:
             seen: dict[str, int] = {}
             for values, (_, assocs) in zip(normalized, inputs, strict=True):
@@ -153,35 +190,62 @@ class Store:
             self._emit(changes)
             return created
 
-    def _new_record(self, object_type: str, values: dict[str, str], actor: Actor, ts: int,
-                    changes: list[Change]) -> Record:
+    def _new_record(
+        self, object_type: str, values: dict[str, str], actor: Actor, ts: int, changes: list[Change]
+    ) -> Record:
         ot = OBJECT_TYPES[object_type]
         oid, self._next_id = self._next_id, self._next_id + 1
         rec = Record(object_type, oid, {}, {}, ts, ts)
         self._records[object_type][oid] = rec
         changes.append(Change(object_type, "creation", oid, ts, actor))
-        system = {"hs_object_id": str(oid), ot.created_prop: iso_from_ms(ts), ot.modified_prop: iso_from_ms(ts)}
+        system = {
+            "hs_object_id": str(oid),
+            ot.created_prop: iso_from_ms(ts),
+            ot.modified_prop: iso_from_ms(ts),
+        }
         for name, value in system.items():
             self._set(rec, name, value, actor, ts)
         self._apply(rec, values, actor, ts, changes, creating=True)
         return rec
 
-    def update(self, object_type: str, raw_id: str | int, values: Mapping[str, Any], actor: Actor, *,
-               id_property: str | None = None, allow_read_only: bool = False,
-               at_ms: int | None = None) -> Record:
+    def update(
+        self,
+        object_type: str,
+        raw_id: str | int,
+        values: Mapping[str, Any],
+        actor: Actor,
+        *,
+        id_property: str | None = None,
+        allow_read_only: bool = False,
+        at_ms: int | None = None,
+    ) -> Record:
         """PATCH one object; 404 when it does not exist."""
-        records, missing = self.update_many(object_type, [(raw_id, values)], actor, id_property=id_property,
-                                            allow_read_only=allow_read_only, at_ms=at_ms)
+        records, missing = self.update_many(
+            object_type,
+            [(raw_id, values)],
+            actor,
+            id_property=id_property,
+            allow_read_only=allow_read_only,
+            at_ms=at_ms,
+        )
         if missing:
             raise not_found(str(raw_id))
         return records[0]
 
-    def update_many(self, object_type: str, inputs: Sequence[tuple[str | int, Mapping[str, Any]]], actor: Actor,
-                    *, id_property: str | None = None, allow_read_only: bool = False,
-                    at_ms: int | None = None) -> tuple[list[Record], list[str]]:
+    def update_many(
+        self,
+        object_type: str,
+        inputs: Sequence[tuple[str | int, Mapping[str, Any]]],
+        actor: Actor,
+        *,
+        id_property: str | None = None,
+        allow_read_only: bool = False,
+        at_ms: int | None = None,
+    ) -> tuple[list[Record], list[str]]:
         """Update what exists; returns (updated snapshots, ids not found). Invalid values → 400 for all."""
-        normalized = [self.schema.normalize_values(object_type, v, allow_read_only=allow_read_only)
-                      for _, v in inputs]
+        normalized = [
+            self.schema.normalize_values(object_type, v, allow_read_only=allow_read_only) for _, v in inputs
+        ]
         with self._lock:
             targets: list[tuple[Record, dict[str, str]]] = []
             missing: list[str] = []
@@ -199,15 +263,18 @@ class Store:
             self._emit(changes)
             return [_snap(rec) for rec, _ in targets], missing
 
-    def upsert_many(self, object_type: str, inputs: Sequence[tuple[str, str | None, Mapping[str, Any]]],
-                    actor: Actor) -> tuple[list[tuple[Record, bool]], list[str]]:
-        """Create-or-update by a unique idProperty; returns ([(record, is_new)], ids that cannot be created)."""
+    def upsert_many(
+        self, object_type: str, inputs: Sequence[tuple[str, str | None, Mapping[str, Any]]], actor: Actor
+    ) -> tuple[list[tuple[Record, bool]], list[str]]:
+        """Create-or-update by a unique idProperty; returns ([(record, is_new)], ids not creatable)."""
         results: list[tuple[Record, bool]] = []
         missing: list[str] = []
         with self._lock:
             for raw_id, id_property, values in inputs:
                 if self._live(object_type, raw_id, id_property) is not None:
-                    results.append((self.update(object_type, raw_id, values, actor, id_property=id_property), False))
+                    results.append(
+                        (self.update(object_type, raw_id, values, actor, id_property=id_property), False)
+                    )
                 elif id_property in (None, "", "hs_object_id"):
                     missing.append(str(raw_id))  # an object id that does not exist cannot be created
                 else:
@@ -238,8 +305,12 @@ class Store:
             del self._records[object_type][rec.id]
             self._emails.pop(rec.properties.get("email", ""), None)
             self._graph.drop_node(object_type, rec.id)
-            self._emit([Change(object_type, "privacyDeletion", rec.id, ts, actor),
-                        Change(object_type, "deletion", rec.id, ts, actor, extra={"changeFlag": "DELETED"})])
+            self._emit(
+                [
+                    Change(object_type, "privacyDeletion", rec.id, ts, actor),
+                    Change(object_type, "deletion", rec.id, ts, actor, extra={"changeFlag": "DELETED"}),
+                ]
+            )
             return True
 
     def merge(self, object_type: str, primary_raw: str, secondary_raw: str, actor: Actor) -> Record:
@@ -252,8 +323,11 @@ class Store:
                 raise validation("Cannot merge an object with itself.")
             ts = self._clock()
             changes: list[Change] = []
-            moved = {k: v for k, v in secondary.properties.items()
-                     if v and not primary.properties.get(k) and k not in SYSTEM_PROPS and k != "email"}
+            moved = {
+                k: v
+                for k, v in secondary.properties.items()
+                if v and not primary.properties.get(k) and k not in SYSTEM_PROPS and k != "email"
+            }
             self._apply(primary, moved, actor, ts, changes)
             merged_ids = [x for x in primary.properties.get("hs_merged_object_ids", "").split(";") if x]
             self._set(primary, "hs_merged_object_ids", ";".join([*merged_ids, str(secondary.id)]), actor, ts)
@@ -266,98 +340,42 @@ class Store:
             self._merged[(object_type, secondary.id)] = primary.id
             if secondary.properties.get("email"):
                 self._emails[secondary.properties["email"]] = primary.id
-            changes.insert(0, Change(object_type, "merge", primary.id, ts, actor, extra={
-                "changeFlag": "MERGED", "primaryObjectId": primary.id, "mergedObjectIds": [secondary.id],
-                "newObjectId": primary.id, "numberOfPropertiesMoved": len(moved)}))
+            changes.insert(
+                0,
+                Change(
+                    object_type,
+                    "merge",
+                    primary.id,
+                    ts,
+                    actor,
+                    extra={
+                        "changeFlag": "MERGED",
+                        "primaryObjectId": primary.id,
+                        "mergedObjectIds": [secondary.id],
+                        "newObjectId": primary.id,
+                        "numberOfPropertiesMoved": len(moved),
+                    },
+                ),
+            )
             self._emit(changes)
             return _snap(primary)
 
-    # ---- associations -----------------------------------------------------------------------------
-    def associate(self, from_type: str, from_id: int, to_type: str, to_id: int, type_ids: Sequence[int],
-                  actor: Actor) -> None:
-        """Add typed associations (both directions); 400 for an unknown type, 404 for a missing object."""
-        with self._lock:
-            self._require(from_type, from_id)
-            self._require(to_type, to_id)
-            for type_id in type_ids:
-                found = assoc_type(from_type, type_id)
-                if found is None or found.to_type != to_type:
-                    raise validation(f"{type_id} is not a valid association type id from {from_type} to {to_type}.")
-            ts, changes = self._clock(), []
-            for type_id in type_ids:
-                self._link(from_type, from_id, to_id, type_id, actor, ts, changes)
-            self._emit(changes)
-
-    def associate_default(self, from_type: str, from_id: int, to_type: str, to_id: int, actor: Actor) -> int:
-        """Add the unlabeled default; a contact/deal without a primary company also gets the primary."""
-        type_id = default_type_id(from_type, to_type)
-        if type_id is None:
-            raise validation(f"There is no default association type from {from_type} to {to_type}.")
-        wanted = [type_id]
-        primary = next((a.type_id for a in assoc_types_between(from_type, to_type)
-                        if a.is_primary and from_type in ("contacts", "deals")), None)
-        with self._lock:
-            if primary is not None and not any(primary in t for t in self.associations(from_type, from_id, to_type).values()):
-                wanted.append(primary)
-            self.associate(from_type, from_id, to_type, to_id, wanted, actor)
-        return type_id
-
-    def disassociate(self, from_type: str, from_id: int, to_type: str, to_id: int, actor: Actor,
-                     type_ids: Sequence[int] | None = None) -> None:
-        """Remove the given types (all types between the pair when None)."""
-        with self._lock:
-            existing = self._graph.types(from_type, from_id, to_type, to_id)
-            ts, changes = self._clock(), []
-            for type_id in sorted(existing if type_ids is None else set(type_ids) & existing):
-                if self._graph.remove(from_type, from_id, to_type, to_id, type_id):
-                    self._assoc_changes(from_type, from_id, to_type, to_id, type_id, True, actor, ts, changes)
-            self._emit(changes)
-
-    def _link(self, from_type: str, from_id: int, to_id: int, type_id: int, actor: Actor, ts: int,
-              changes: list[Change]) -> None:
-        found = assoc_type(from_type, type_id)
-        assert found is not None
-        if found.is_primary and found.from_type == "companies":  # keep "one primary" on the owning side
-            self._link(found.to_type, to_id, from_id, found.reverse_id, actor, ts, changes)
-            return
-        to_type = found.to_type
-        if not self._graph.add(from_type, from_id, to_type, to_id, type_id):
-            return
-        if found.is_primary:
-            for other_id, types in self._graph.targets(from_type, from_id, to_type).items():
-                if other_id != to_id and type_id in types:
-                    self._graph.remove(from_type, from_id, to_type, other_id, type_id)
-                    self._assoc_changes(from_type, from_id, to_type, other_id, type_id, True, actor, ts, changes)
-            unlabeled = default_type_id(from_type, to_type)
-            if unlabeled is not None:
-                self._link(from_type, from_id, to_id, unlabeled, actor, ts, changes)
-        self._assoc_changes(from_type, from_id, to_type, to_id, type_id, False, actor, ts, changes)
-
-    def _assoc_changes(self, from_type: str, from_id: int, to_type: str, to_id: int, type_id: int,
-                       removed: bool, actor: Actor, ts: int, changes: list[Change]) -> None:
-        found = assoc_type(from_type, type_id)
-        primary = bool(found and found.is_primary)
-        for a_type, a_id, b_type, b_id in ((from_type, from_id, to_type, to_id), (to_type, to_id, from_type, from_id)):
-            enum = association_enum(a_type, b_type)
-            if enum:
-                changes.append(Change(a_type, "associationChange", a_id, ts, actor, extra={
-                    "associationType": enum, "fromObjectId": a_id, "toObjectId": b_id,
-                    "associationRemoved": removed, "isPrimaryAssociation": primary}))
-
     # ---- helpers ---------------------------------------------------------------------------------------
-    def _require(self, object_type: str, object_id: int) -> Record:
-        rec = self._records[object_type].get(object_id)
-        if rec is None or rec.archived:
-            raise not_found(str(object_id))
-        return rec
-
     def _check_required(self, object_type: str, values: Mapping[str, str]) -> None:
         if object_type in _REQUIRES_TIMESTAMP and not values.get("hs_timestamp"):
-            raise property_errors([{"name": "hs_timestamp", "error": "REQUIRED_PROPERTY",
-                                    "message": "hs_timestamp is required"}])
+            raise property_errors(
+                [
+                    {
+                        "name": "hs_timestamp",
+                        "error": "REQUIRED_PROPERTY",
+                        "message": "hs_timestamp is required",
+                    }
+                ]
+            )
 
-    def _check_unique(self, object_type: str, values: Mapping[str, str], own_id: int | None,
-                      seen: dict[str, int]) -> None:
+    def _check_unique(
+        self, object_type: str, values: Mapping[str, str], own_id: int | None, seen: dict[str, int]
+    ) -> None:
         email = values.get("email") if object_type == "contacts" else None
         if email:
             existing = self._emails.get(email, seen.get(email))
@@ -365,18 +383,16 @@ class Store:
                 raise conflict(f"Contact already exists. Existing ID: {existing}")
             seen[email] = -1 if own_id is None else own_id
 
-    def _check_associations(self, object_type: str, assocs: Sequence[AssocInput]) -> None:
-        for to_id, type_id in assocs:
-            found = assoc_type(object_type, type_id)
-            if found is None:
-                raise validation(f"{type_id} is not a valid association type id from {object_type}.")
-            target = self._records[found.to_type].get(to_id)
-            if target is None or target.archived:
-                raise validation(f"Object with ID {to_id} of type {OBJECT_TYPES[found.to_type].type_id} does "
-                                 "not exist. Please check the association inputs.")
-
-    def _apply(self, rec: Record, values: Mapping[str, str], actor: Actor, ts: int, changes: list[Change], *,
-               creating: bool = False) -> None:
+    def _apply(
+        self,
+        rec: Record,
+        values: Mapping[str, str],
+        actor: Actor,
+        ts: int,
+        changes: list[Change],
+        *,
+        creating: bool = False,
+    ) -> None:
         changed = False
         for name, value in values.items():
             old = rec.properties.get(name)
@@ -404,4 +420,5 @@ class Store:
                 self._emails[value] = rec.id
         rec.properties[name] = value
         rec.history.setdefault(name, []).append(
-            HistoryEntry(value, ts, actor.source_type, actor.source_id, actor.user_id))
+            HistoryEntry(value, ts, actor.source_type, actor.source_id, actor.user_id)
+        )

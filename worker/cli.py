@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "sandbox": "sandbox.cli:sandbox",
     "serve": "webhooks.cli:serve",
     "worker": "worker.cli_worker:worker",
+    "setup-portal": "worker.setup_portal:setup_portal",
 }
 
 

@@ -1,0 +1,158 @@
+"""Focused tests of the HubSpot gateway's error mapping and retries.
+
+The SDK's typed APIs send with urllib3 (which `responses` cannot intercept), so those
+paths run against a scripted loopback server; the generic-request paths (unsubscribe-all,
+properties) use `requests` and are tested with `responses`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import responses
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from worker.errors import HubSpotPermanentError, HubSpotTransientError
+from worker.hubspot import HubSpotGateway, translate
+
+
+class Script:
+    """A loopback server answering each request with the next scripted (status, body, headers)."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, Any, dict[str, str]]] = []
+        self.requests: list[tuple[str, str, Any]] = []
+        self.server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    @Request.application  # type: ignore[misc]
+    def _app(self, request: Request) -> Response:
+        body = request.get_json(silent=True)
+        self.requests.append((request.method, request.path, body))
+        status, payload, headers = self.answers.pop(0) if self.answers else (500, {"message": "no script"}, {})
+        return Response(json.dumps(payload), status=status, headers=headers, content_type="application/json")
+
+
+@pytest.fixture()
+def script() -> Iterator[Script]:
+    s = Script()
+    yield s
+    s.server.shutdown()
+
+
+def gateway(url: str, **kw: Any) -> HubSpotGateway:
+    sleeps: list[float] = []
+    gw = HubSpotGateway(access_token="t", base_url=url, request_timeout=(1.0, 2.0), retry_stop_s=5,
+                        sleep=sleeps.append, **kw)
+    gw.sleeps = sleeps  # type: ignore[attr-defined]
+    return gw
+
+
+OK_READ = {"status": "COMPLETE", "results": [{"id": "1", "properties": {"email": "a@x.test"},
+                                              "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
+                                              "archived": False}],
+           "startedAt": "2026-01-01T00:00:00Z", "completedAt": "2026-01-01T00:00:00Z"}
+RATE_LIMITED = {"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING", "correlationId": "c"}
+
+
+def test_429_with_retry_after_is_retried_and_waits_as_asked(script: Script) -> None:
+    script.answers = [(429, RATE_LIMITED, {"Retry-After": "3"}), (200, OK_READ, {})]
+    gw = gateway(script.url)
+    rows = gw.read_objects("contacts", ["1"], ["email"])
+    assert rows["1"]["properties"]["email"] == "a@x.test"
+    assert len(script.requests) == 2
+    assert gw.sleeps[0] >= 3.0  # type: ignore[attr-defined]
+
+
+def test_5xx_is_retried_until_the_stop_then_raises_transient(script: Script) -> None:
+    script.answers = [(502, {"message": "bad gateway"}, {})] * 20
+    gw = gateway(script.url, max_attempts=4)
+    with pytest.raises(HubSpotTransientError) as info:
+        gw.read_objects("contacts", ["1"], ["email"])
+    assert info.value.status == 502
+    assert "contacts.batch.read: HubSpot answered 502" in str(info.value)
+    assert len(script.requests) == 4
+
+
+def test_400_is_permanent_and_not_retried(script: Script) -> None:
+    script.answers = [(400, {"status": "error", "message": "Property values were not valid",
+                             "category": "VALIDATION_ERROR"}, {})]
+    gw = gateway(script.url)
+    with pytest.raises(HubSpotPermanentError) as info:
+        gw.update_objects("contacts", {"1": {"contact_status": "nope"}})
+    assert info.value.status == 400
+    assert "Property values were not valid" in str(info.value)
+    assert len(script.requests) == 1
+
+
+def test_connection_refused_is_transient() -> None:
+    gw = gateway("http://127.0.0.1:9", max_attempts=2)
+    with pytest.raises(HubSpotTransientError):
+        gw.read_objects("contacts", ["1"], ["email"])
+
+
+def test_batch_update_207_reports_missing_ids_and_raises_on_other_errors(script: Script) -> None:
+    partial = {"status": "COMPLETE", "results": [], "numErrors": 1, "startedAt": "2026-01-01T00:00:00Z",
+               "completedAt": "2026-01-01T00:00:00Z",
+               "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Object not found",
+                           "context": {"ids": ["7"]}}]}
+    script.answers = [(207, partial, {})]
+    assert gateway(script.url).update_objects("contacts", {"7": {"a": "b"}}) == ["7"]
+    other = dict(partial, errors=[{"status": "error", "category": "VALIDATION_ERROR", "message": "bad value"}])
+    script.answers = [(207, other, {})]
+    with pytest.raises(HubSpotPermanentError, match="VALIDATION_ERROR"):
+        gateway(script.url).update_objects("contacts", {"7": {"a": "b"}})
+
+
+def test_batches_are_split_at_100_and_50_with_history(script: Script) -> None:
+    empty = dict(OK_READ, results=[])
+    script.answers = [(200, empty, {})] * 10
+    gw = gateway(script.url)
+    gw.read_objects("contacts", [str(i) for i in range(250)], ["email"])
+    assert [len(body["inputs"]) for _, _, body in script.requests] == [100, 100, 50]
+    script.requests.clear()
+    gw.read_objects("contacts", [str(i) for i in range(120)], ["email"], history=["contact_status"])
+    assert [len(body["inputs"]) for _, _, body in script.requests] == [50, 50, 20]
+    assert script.requests[0][2]["propertiesWithHistory"] == ["contact_status"]
+
+
+@responses.activate
+def test_unsubscribe_all_uses_v4_with_channel_and_retries_5xx() -> None:
+    url = "http://hubspot.test/communication-preferences/v4/statuses/a%40x.test/unsubscribe-all"
+    responses.add(responses.POST, url, status=503, json={"message": "down"})
+    responses.add(responses.POST, url, status=200, json={"status": "COMPLETE", "results": []})
+    gw = gateway("http://hubspot.test")
+    gw.unsubscribe_all("a@x.test")
+    assert len(responses.calls) == 2
+    assert responses.calls[1].request.url.endswith("unsubscribe-all?channel=EMAIL")
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer t"
+
+
+@responses.activate
+def test_unsubscribe_all_401_is_permanent() -> None:
+    url = "http://hubspot.test/communication-preferences/v4/statuses/a%40x.test/unsubscribe-all"
+    responses.add(responses.POST, url, status=401, json={"category": "INVALID_AUTHENTICATION"})
+    with pytest.raises(HubSpotPermanentError) as info:
+        gateway("http://hubspot.test").unsubscribe_all("a@x.test")
+    assert info.value.status == 401
+
+
+def test_translate_maps_every_sdk_package_exception_by_status() -> None:
+    from hubspot.crm.companies import ApiException as CompaniesApiException
+    from hubspot.crm.contacts import ApiException as ContactsApiException
+
+    for cls in (ContactsApiException, CompaniesApiException):
+        for status, kind in ((429, HubSpotTransientError), (423, HubSpotTransientError),
+                             (503, HubSpotTransientError), (404, HubSpotPermanentError),
+                             (403, HubSpotPermanentError)):
+            exc = cls(status=status, reason="x")
+            exc.body = b'{"message": "m"}'
+            assert isinstance(translate(exc, "e"), kind)
