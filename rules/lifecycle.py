@@ -128,7 +128,9 @@ def _run(ctx: _Ctx, state: _State) -> _NeedsHistory | None:
         taken = _step(ctx, state)
         if taken is None or isinstance(taken, _NeedsHistory):
             return taken
-    state.sentences.append(f"stopped after {MAX_STEPS} steps without reaching a fixed point (check the config)")
+    state.sentences.append(
+        f"stopped after {MAX_STEPS} steps without reaching a fixed point (check the config)"
+    )
     return None
 
 

@@ -10,13 +10,13 @@ from enum import StrEnum
 class TriggerKind(StrEnum):
     """What happened, as far as the rules care."""
 
-    CREATED = "created"                    # contact.creation
+    CREATED = "created"  # contact.creation
     PROPERTY_CHANGED = "property_changed"  # contact.propertyChange
-    EMAIL_EVENT = "email_event"            # an Email Events API record (DELIVERED, BOUNCE, ...)
+    EMAIL_EVENT = "email_event"  # an Email Events API record (DELIVERED, BOUNCE, ...)
     ASSOCIATION_CHANGED = "association_changed"  # contact.associationChange (companies)
-    MERGED = "merged"                      # contact.merge: recompute the survivor
-    DELETED = "deleted"                    # contact.deletion / privacyDeletion
-    RECONCILE = "reconcile"                # no event: look at the contact as it is
+    MERGED = "merged"  # contact.merge: recompute the survivor
+    DELETED = "deleted"  # contact.deletion / privacyDeletion
+    RECONCILE = "reconcile"  # no event: look at the contact as it is
 
 
 class ActionType(StrEnum):

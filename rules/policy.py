@@ -136,10 +136,23 @@ class Policy:
         """Every contact property the rules may look at: what the worker reads."""
         c = self.contact
         names = [
-            c.status, c.milestone, c.reason, c.status_changed_at, c.milestone_changed_at,
-            c.lead_gen_suppressed, c.vertical, c.gmv_forecast, c.email, c.owner, c.first_name,
-            c.last_name, self.score_property, self.sequence_property,
-            *self.delivered_properties, *self.health_properties, self.optout_property,
+            c.status,
+            c.milestone,
+            c.reason,
+            c.status_changed_at,
+            c.milestone_changed_at,
+            c.lead_gen_suppressed,
+            c.vertical,
+            c.gmv_forecast,
+            c.email,
+            c.owner,
+            c.first_name,
+            c.last_name,
+            self.score_property,
+            self.sequence_property,
+            *self.delivered_properties,
+            *self.health_properties,
+            self.optout_property,
         ]
         return tuple(dict.fromkeys(names))
 
@@ -148,10 +161,19 @@ class Policy:
         """Contact properties whose change can change a Decision: webhooks for any other
         property are dropped at the door."""
         c = self.contact
-        return frozenset([
-            c.status, c.milestone, c.reason, c.vertical, c.gmv_forecast, self.score_property,
-            self.sequence_property, *self.delivered_properties, *self.health_properties,
-        ])
+        return frozenset(
+            [
+                c.status,
+                c.milestone,
+                c.reason,
+                c.vertical,
+                c.gmv_forecast,
+                self.score_property,
+                self.sequence_property,
+                *self.delivered_properties,
+                *self.health_properties,
+            ]
+        )
 
     @property
     def history_properties(self) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import Flask, Response
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from . import associations, commprefs, control, crm, directory, email_events, properties, subscriptions
@@ -43,7 +43,7 @@ def create_app(config: SandboxConfig, *, clock: Callable[[], float] = time.monot
     def _http_error(exc: HTTPException) -> Response:
         # Unknown routes and methods answer in HubSpot's error shape rather than Flask's HTML.
         category = "OBJECT_NOT_FOUND" if exc.code == 404 else "VALIDATION_ERROR"
-        response = app.json.response(error_body(exc.description or exc.name, category))
+        response = jsonify(error_body(exc.description or exc.name, category))
         response.status_code = exc.code or 500
         return response
 

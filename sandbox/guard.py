@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, jsonify, request
 
 from .ctx import current
 from .errors import HubSpotError, rate_limited, status_error, unauthorized
@@ -148,7 +148,7 @@ def install_guard(app: Flask) -> None:
 
     @app.errorhandler(HubSpotError)
     def _hubspot_error(exc: HubSpotError) -> Response:
-        response = app.json.response(exc.body)
+        response = jsonify(exc.body)
         response.status_code = exc.status
         for key, value in exc.headers.items():
             response.headers[key] = value

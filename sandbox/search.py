@@ -122,7 +122,8 @@ def run_search(
     for name, descending in reversed(req.sorts):
         present = [r for r in matched if r.properties.get(name, "") != ""]
         absent = [r for r in matched if r.properties.get(name, "") == ""]
-        present.sort(key=lambda r, n=name: _sort_key(r.properties[n], kind_of(n)), reverse=descending)
+        kind = kind_of(name)
+        present.sort(key=lambda r: _sort_key(r.properties[name], kind), reverse=descending)  # noqa: B023
         matched = present + absent  # records without the property come last either way
     total = len(matched)
     end = min(req.after + req.limit, MAX_RESULTS, total)

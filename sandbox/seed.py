@@ -4,6 +4,7 @@ lifecycle properties and ~50 companies / ~500 contacts for "demo". Seeding emits
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .commprefs import CommPrefs
@@ -72,7 +73,7 @@ def define_properties(
         )
 
 
-def build_portal(config: SandboxConfig) -> Portal:
+def build_portal(config: SandboxConfig, event_ids: Iterator[int] | None = None) -> Portal:
     """A fresh portal for `config` (deterministic from config.random_seed)."""
     directory = Directory()
     schema = PropertySchema(list(OBJECT_TYPES))
@@ -87,7 +88,13 @@ def build_portal(config: SandboxConfig) -> Portal:
         directory,
         CommPrefs(),
         EmailEvents(config.portal_id, config.app_id),
-        Subscriptions(config.portal_id, config.app_id, config.webhook_url, config.webhook_max_concurrency),
+        Subscriptions(
+            config.portal_id,
+            config.app_id,
+            config.webhook_url,
+            config.webhook_max_concurrency,
+            event_ids=event_ids,
+        ),
     )
     if config.seed == "demo":
         for object_type, specs in (("contacts", LIFECYCLE_CONTACT), ("companies", LIFECYCLE_COMPANY)):

@@ -3,6 +3,7 @@ dispatcher, rate limiters, faults, stats). One instance per app, stored in app.e
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -43,10 +44,11 @@ class Sandbox:
         )
         self._daily: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._event_ids = itertools.count(531_833_541)  # survives resets: ids keep increasing
         self.portal: Portal = self._build()
 
     def _build(self) -> Portal:
-        portal = build_portal(self.config)
+        portal = build_portal(self.config, self._event_ids)
         portal.store.add_listener(self._on_changes)
         return portal
 

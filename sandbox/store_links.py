@@ -46,7 +46,7 @@ class AssociationOps:
                     raise validation(
                         f"{type_id} is not a valid association type id from {from_type} to {to_type}."
                     )
-            ts, changes = self._clock(), []
+            ts, changes = self._clock(), list[Change]()
             for type_id in type_ids:
                 self._link(from_type, from_id, to_id, type_id, actor, ts, changes)
             self._emit(changes)
@@ -85,7 +85,7 @@ class AssociationOps:
         """Remove the given types (all types between the pair when None)."""
         with self._lock:
             existing = self._graph.types(from_type, from_id, to_type, to_id)
-            ts, changes = self._clock(), []
+            ts, changes = self._clock(), list[Change]()
             for type_id in sorted(existing if type_ids is None else set(type_ids) & existing):
                 if self._graph.remove(from_type, from_id, to_type, to_id, type_id):
                     self._assoc_changes(from_type, from_id, to_type, to_id, type_id, True, actor, ts, changes)

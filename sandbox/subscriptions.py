@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -50,11 +50,13 @@ class Subscriptions:
         target_url: str | None,
         max_concurrency: int,
         clock: Callable[[], int] = now_ms,
+        event_ids: Iterator[int] | None = None,
     ) -> None:
         self.portal_id, self.app_id, self._clock = portal_id, app_id, clock
         self._lock = threading.Lock()
         self._ids = itertools.count(3_923_601)
-        self._event_ids = itertools.count(531_833_541)
+        # Shared across resets by the Sandbox so event ids keep increasing for a receiver's dedupe ledger.
+        self._event_ids = event_ids or itertools.count(531_833_541)
         self._subs: dict[int, dict[str, Any]] = {}
         for obj in ("contact", "company"):
             for event in ("creation", "propertyChange", "deletion", "merge", "associationChange"):
@@ -87,15 +89,16 @@ class Subscriptions:
                     "Couldn't create another subscription. You've reached the maximum number "
                     "allowed per application (1000)."
                 )
-            sub = {
-                "id": next(self._ids),
+            sub_id = next(self._ids)
+            sub: dict[str, Any] = {
+                "id": sub_id,
                 "eventType": event_type,
                 "propertyName": prop or None,
                 "active": bool(body.get("active", False)),
                 "createdAt": now,
                 "updatedAt": now,
             }
-            self._subs[sub["id"]] = sub
+            self._subs[sub_id] = sub
             return dict(sub)
 
     def all(self) -> list[dict[str, Any]]:

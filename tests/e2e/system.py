@@ -122,6 +122,12 @@ class System:
         body = {"properties": {k: str(v) for k, v in props.items()}}
         self._api("PATCH", f"/crm/v3/objects/contacts/{contact_id}", token, json=body)
 
+    def hubspot_sets(self, contact_id: str, source: str = "SEQUENCES", **props: Any) -> None:
+        """HubSpot itself (not a rep) changes properties, read-only ones included."""
+        body = {"sourceType": source, "properties": {k: str(v) for k, v in props.items()}}
+        r = self.session.patch(f"{self.base}/_sandbox/objects/contacts/{contact_id}", json=body, timeout=30)
+        r.raise_for_status()
+
     def email_event(self, **record: Any) -> None:
         self._api("POST", "/_sandbox/email-events", json=record)
 

@@ -8,12 +8,44 @@ from pathlib import Path
 import pytest
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
-FORBIDDEN_MODULES = frozenset({
-    "redis", "rq", "flask", "hubspot", "requests", "httpx", "urllib", "urllib3", "socket", "os", "sys", "time",
-    "logging", "structlog", "random", "secrets", "uuid", "subprocess", "shutil", "pathlib", "io", "tempfile",
-    "importlib", "threading", "asyncio", "yaml", "pydantic", "worker", "webhooks", "sandbox", "tools",
-})
-FORBIDDEN_ATTRIBUTES = frozenset({"now", "utcnow", "today", "time_ns", "monotonic", "perf_counter", "getenv", "environ"})
+FORBIDDEN_MODULES = frozenset(
+    {
+        "redis",
+        "rq",
+        "flask",
+        "hubspot",
+        "requests",
+        "httpx",
+        "urllib",
+        "urllib3",
+        "socket",
+        "os",
+        "sys",
+        "time",
+        "logging",
+        "structlog",
+        "random",
+        "secrets",
+        "uuid",
+        "subprocess",
+        "shutil",
+        "pathlib",
+        "io",
+        "tempfile",
+        "importlib",
+        "threading",
+        "asyncio",
+        "yaml",
+        "pydantic",
+        "worker",
+        "webhooks",
+        "sandbox",
+        "tools",
+    }
+)
+FORBIDDEN_ATTRIBUTES = frozenset(
+    {"now", "utcnow", "today", "time_ns", "monotonic", "perf_counter", "getenv", "environ"}
+)
 FORBIDDEN_CALLS = frozenset({"open", "print", "input", "eval", "exec", "__import__", "breakpoint"})
 
 
@@ -23,11 +55,17 @@ def impurities(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in FORBIDDEN_MODULES]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in FORBIDDEN_MODULES:
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] in FORBIDDEN_MODULES
+        ):
             found.append(f"from {node.module} import ...")
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
             found.append(f".{node.attr}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
+        elif (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS
+        ):
             found.append(f"{node.func.id}()")
     return found
 
@@ -43,7 +81,15 @@ def test_rules_module_is_pure(path: Path) -> None:
 
 def test_every_rules_module_is_checked() -> None:
     names = {p.name for p in rules_modules()}
-    assert {"lifecycle.py", "triggers.py", "rollup.py", "diagram.py", "model.py", "policy.py", "errors.py"} <= names
+    assert {
+        "lifecycle.py",
+        "triggers.py",
+        "rollup.py",
+        "diagram.py",
+        "model.py",
+        "policy.py",
+        "errors.py",
+    } <= names
 
 
 BAD = [

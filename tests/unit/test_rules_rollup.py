@@ -22,29 +22,68 @@ def suppress(value: str, *ids: str) -> dict[str, dict[str, str]]:
 
 
 ROLLUPS = [
-    pytest.param(None, people(("prospect", None), ("sql", None), ("mql", None)),
-                 {"account_status": "sql"}, {}, id="highest-rank-wins"),
-    pytest.param("srl", people(("prospect", "false"), ("mql", "false")), {"account_status": "mql"}, {},
-                 id="lower-account-follows-its-contacts"),
-    pytest.param(None, people(("bogus", None), (None, None), ("srl", None)), {"account_status": "srl"}, {},
-                 id="unknown-statuses-ignored"),
-    pytest.param("mql", people(("customer", None), ("sql", "false"), ("prospect", None)),
-                 {"account_status": "customer"}, suppress("true", "c2", "c3"), id="poc-customer-suppresses-others"),
-    pytest.param("customer", people(("customer", "false"), ("sql", "true"), ("mql", "false")), {},
-                 suppress("true", "c3"), id="suppression-only-changed-values"),
-    pytest.param("customer", people(("sql", "true"), ("mql", "TRUE")), {"account_status": "sql"},
-                 suppress("false", "c1", "c2"), id="suppression-off-when-no-customer"),
+    pytest.param(
+        None,
+        people(("prospect", None), ("sql", None), ("mql", None)),
+        {"account_status": "sql"},
+        {},
+        id="highest-rank-wins",
+    ),
+    pytest.param(
+        "srl",
+        people(("prospect", "false"), ("mql", "false")),
+        {"account_status": "mql"},
+        {},
+        id="lower-account-follows-its-contacts",
+    ),
+    pytest.param(
+        None,
+        people(("bogus", None), (None, None), ("srl", None)),
+        {"account_status": "srl"},
+        {},
+        id="unknown-statuses-ignored",
+    ),
+    pytest.param(
+        "mql",
+        people(("customer", None), ("sql", "false"), ("prospect", None)),
+        {"account_status": "customer"},
+        suppress("true", "c2", "c3"),
+        id="poc-customer-suppresses-others",
+    ),
+    pytest.param(
+        "customer",
+        people(("customer", "false"), ("sql", "true"), ("mql", "false")),
+        {},
+        suppress("true", "c3"),
+        id="suppression-only-changed-values",
+    ),
+    pytest.param(
+        "customer",
+        people(("sql", "true"), ("mql", "TRUE")),
+        {"account_status": "sql"},
+        suppress("false", "c1", "c2"),
+        id="suppression-off-when-no-customer",
+    ),
     pytest.param("sql", people(("sql", "false"), ("prospect", None)), {}, {}, id="no-op"),
     pytest.param("customer", [], {}, {}, id="no-contacts-leaves-account"),
-    pytest.param("customer", people(("bogus", "false"), (None, "true")), {}, suppress("true", "c1"),
-                 id="no-known-status-leaves-account"),
+    pytest.param(
+        "customer",
+        people(("bogus", "false"), (None, "true")),
+        {},
+        suppress("true", "c1"),
+        id="no-known-status-leaves-account",
+    ),
     pytest.param(None, [], {}, {}, id="nothing-at-all"),
 ]
 
 
 @pytest.mark.parametrize(("account", "contacts", "company_updates", "contact_updates"), ROLLUPS)
-def test_rollup_company(account: str | None, contacts: list[ContactRollupInput], company_updates: dict[str, str],
-                        contact_updates: dict[str, Any]) -> None:
+def test_rollup_company(
+    account: str | None,
+    contacts: list[ContactRollupInput],
+    company_updates: dict[str, str],
+    contact_updates: dict[str, Any],
+) -> None:
     d = rollup_company("9001", {"account_status": account, "name": "Acme"}, contacts, policy())
     assert d.company_id == "9001"
     assert dict(d.company_updates) == company_updates
@@ -53,8 +92,10 @@ def test_rollup_company(account: str | None, contacts: list[ContactRollupInput],
 
 
 def test_a_contact_suppressed_by_another_customer_company_stays_suppressed() -> None:
-    contacts = [ContactRollupInput("c1", "sql", "true", suppressed_elsewhere=True),
-                ContactRollupInput("c2", "sql", "true")]
+    contacts = [
+        ContactRollupInput("c1", "sql", "true", suppressed_elsewhere=True),
+        ContactRollupInput("c2", "sql", "true"),
+    ]
     d = rollup_company("9001", {"account_status": "sql"}, contacts, policy())
     assert {k: dict(v) for k, v in d.contact_updates.items()} == suppress("false", "c2")
 

@@ -1220,7 +1220,7 @@ _text = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     props=st.dictionaries(
         st.sampled_from(

@@ -47,7 +47,12 @@ def test_event_type_is_read_like_subscription_type() -> None:
 
 def test_property_change_fields() -> None:
     t = parse_trigger(make_event(propertyValue=120), policy())
-    assert (t.property, t.value, t.change_source, t.source_id) == ("contact_milestone", "120", "CRM_UI", "userId:7")
+    assert (t.property, t.value, t.change_source, t.source_id) == (
+        "contact_milestone",
+        "120",
+        "CRM_UI",
+        "userId:7",
+    )
     assert parse_trigger(make_event(propertyValue=None), policy()).value is None  # a cleared property
 
 
@@ -71,7 +76,9 @@ def test_app_id_comes_from_the_policy() -> None:
 
 
 def test_merge_names_the_survivor() -> None:
-    raw = make_event(subscriptionType="contact.merge", objectId=51, primaryObjectId=51, mergedObjectIds=[52, "53"])
+    raw = make_event(
+        subscriptionType="contact.merge", objectId=51, primaryObjectId=51, mergedObjectIds=[52, "53"]
+    )
     t = parse_trigger(raw, policy())
     assert t.contact_id == "51" and t.merged_ids == ("52", "53")
     assert parse_trigger({**raw, "newObjectId": 77}, policy()).contact_id == "77"
@@ -86,8 +93,14 @@ ASSOCIATIONS = [
 
 @pytest.mark.parametrize(("kind", "source", "target", "expected"), ASSOCIATIONS)
 def test_association_change(kind: str | None, source: int, target: int, expected: tuple[str, str]) -> None:
-    raw = make_event(subscriptionType="contact.associationChange", objectId=None, associationType=kind,
-                     fromObjectId=source, toObjectId=target, associationRemoved=True)
+    raw = make_event(
+        subscriptionType="contact.associationChange",
+        objectId=None,
+        associationType=kind,
+        fromObjectId=source,
+        toObjectId=target,
+        associationRemoved=True,
+    )
     t = parse_trigger(raw, policy())
     assert (t.contact_id, t.related_id) == expected and t.association_removed and t.association_type == kind
 
@@ -97,7 +110,9 @@ def test_webhook_key_is_the_composite_and_survives_retries() -> None:
     first = parse_trigger(make_event(), policy()).event_key
     assert first.startswith(f"hs-62515-9-100-51-{T0}-")
     assert parse_trigger(make_event(attemptNumber=3), policy()).event_key == first
-    assert parse_trigger(make_event(propertyValue="dead"), policy()).event_key != first  # eventId is not unique
+    assert (
+        parse_trigger(make_event(propertyValue="dead"), policy()).event_key != first
+    )  # eventId is not unique
     assert parse_trigger(make_event(occurredAt=T0 + 1), policy()).event_key != first
 
 
@@ -111,24 +126,46 @@ def test_key_without_event_id_is_a_content_hash() -> None:
 def test_email_key_is_the_event_id_else_a_hash() -> None:
     assert parse_trigger(make_email_event(), policy()).event_key == "email-ev-1"
     no_id = parse_trigger(make_email_event(id=None), policy()).event_key
-    assert no_id.startswith("email-") and no_id == parse_trigger(make_email_event(id=None), policy()).event_key
+    assert (
+        no_id.startswith("email-") and no_id == parse_trigger(make_email_event(id=None), policy()).event_key
+    )
 
 
 # -- email events ---------------------------------------------------------------------------------
 EMAIL = [
-    pytest.param(make_email_event("DELIVERED"), {"email_type": "DELIVERED", "campaign_id": "77"}, id="delivered"),
+    pytest.param(
+        make_email_event("DELIVERED"), {"email_type": "DELIVERED", "campaign_id": "77"}, id="delivered"
+    ),
     pytest.param(make_email_event("BOUNCE"), {"email_category": "HARD_BOUNCE"}, id="bounce"),
-    pytest.param(make_email_event("STATUSCHANGE", subscriptions=[{"status": "UNSUBSCRIBED"}]),
-                 {"unsubscribed": True}, id="unsubscribe-list"),
-    pytest.param(make_email_event("STATUSCHANGE", unsubscribed=True), {"unsubscribed": True}, id="unsubscribe-flag"),
-    pytest.param(make_email_event("STATUSCHANGE", portalSubscriptionStatus="unsubscribed"), {"unsubscribed": True},
-                 id="unsubscribe-portal"),
-    pytest.param(make_email_event("STATUSCHANGE", subscriptions=[{"status": "SUBSCRIBED"}, "junk"]),
-                 {"unsubscribed": False}, id="subscribe"),
-    pytest.param(make_email_event("STATUSCHANGE", subscriptions="UNSUBSCRIBED"), {"unsubscribed": False},
-                 id="subscriptions-not-a-list"),
-    pytest.param(make_email_event("BOUNCE", unsubscribed=True), {"unsubscribed": False}, id="only-statuschange"),
-    pytest.param(make_email_event("OPEN", created="2025-12-03T13:53:20Z"), {"occurred_at": T0}, id="iso-created"),
+    pytest.param(
+        make_email_event("STATUSCHANGE", subscriptions=[{"status": "UNSUBSCRIBED"}]),
+        {"unsubscribed": True},
+        id="unsubscribe-list",
+    ),
+    pytest.param(
+        make_email_event("STATUSCHANGE", unsubscribed=True), {"unsubscribed": True}, id="unsubscribe-flag"
+    ),
+    pytest.param(
+        make_email_event("STATUSCHANGE", portalSubscriptionStatus="unsubscribed"),
+        {"unsubscribed": True},
+        id="unsubscribe-portal",
+    ),
+    pytest.param(
+        make_email_event("STATUSCHANGE", subscriptions=[{"status": "SUBSCRIBED"}, "junk"]),
+        {"unsubscribed": False},
+        id="subscribe",
+    ),
+    pytest.param(
+        make_email_event("STATUSCHANGE", subscriptions="UNSUBSCRIBED"),
+        {"unsubscribed": False},
+        id="subscriptions-not-a-list",
+    ),
+    pytest.param(
+        make_email_event("BOUNCE", unsubscribed=True), {"unsubscribed": False}, id="only-statuschange"
+    ),
+    pytest.param(
+        make_email_event("OPEN", created="2025-12-03T13:53:20Z"), {"occurred_at": T0}, id="iso-created"
+    ),
 ]
 
 
@@ -147,8 +184,12 @@ FACTS = [
     pytest.param(make_email_event("STATUSCHANGE"), None, id="status-change-only"),
     pytest.param(make_email_event("SPAMREPORT"), "SPAMREPORT", id="spam"),
     pytest.param(make_email_event("DELIVERED"), None, id="delivered"),
-    pytest.param(make_event(propertyName="hs_email_quarantined", propertyValue="TRUE"), "quarantined", id="prop-case"),
-    pytest.param(make_event(propertyName="hs_email_hard_bounce_reason_enum", propertyValue=""), None, id="prop-empty"),
+    pytest.param(
+        make_event(propertyName="hs_email_quarantined", propertyValue="TRUE"), "quarantined", id="prop-case"
+    ),
+    pytest.param(
+        make_event(propertyName="hs_email_hard_bounce_reason_enum", propertyValue=""), None, id="prop-empty"
+    ),
 ]
 
 
@@ -164,7 +205,9 @@ def test_campaign_fact_follows_the_configured_campaign_list() -> None:
     other = parse_trigger(make_email_event("DELIVERED", emailCampaignId=5), listed)
     assert campaign_fact(other, listed) is None
     assert campaign_fact(parse_trigger(make_email_event("OPEN"), listed), listed) is None
-    assert campaign_fact(parse_trigger(make_event(subscriptionType="contact.creation"), listed), listed) is None
+    assert (
+        campaign_fact(parse_trigger(make_event(subscriptionType="contact.creation"), listed), listed) is None
+    )
 
 
 # -- bad input: one line, names the field ---------------------------------------------------------
@@ -172,21 +215,34 @@ BAD = [
     pytest.param([make_event()], "must be a JSON object, got a list", id="list"),
     pytest.param("contact.creation", "must be a JSON object, got a string", id="string"),
     pytest.param({"objectId": 1}, "needs 'subscriptionType'", id="no-type"),
-    pytest.param(make_event(subscriptionType="company.creation"), "unknown subscription type 'company.creation'",
-                 id="unknown-subscription"),
+    pytest.param(
+        make_event(subscriptionType="company.creation"),
+        "unknown subscription type 'company.creation'",
+        id="unknown-subscription",
+    ),
     pytest.param(make_event(subscriptionType=7), "unknown subscription type 7", id="subscription-not-text"),
     pytest.param(make_event(objectId=None), "objectId: required", id="no-object-id"),
     pytest.param(make_event(objectId=True), "objectId: must be an id", id="bool-object-id"),
     pytest.param(make_event(objectId={"id": 1}), "objectId: must be an id", id="object-object-id"),
     pytest.param(make_event(occurredAt=None), "occurredAt: required", id="no-occurred-at"),
-    pytest.param(make_event(occurredAt="yesterday"), "occurredAt: must be ms since the epoch", id="bad-occurred-at"),
+    pytest.param(
+        make_event(occurredAt="yesterday"), "occurredAt: must be ms since the epoch", id="bad-occurred-at"
+    ),
     pytest.param(make_event(propertyName=None), "propertyName: required", id="no-property-name"),
     pytest.param(make_event(propertyValue=[1]), "propertyValue: must be a string", id="list-value"),
-    pytest.param(make_event(subscriptionType="contact.merge", mergedObjectIds=5), "mergedObjectIds: must be a list",
-                 id="merged-not-list"),
-    pytest.param(make_event(subscriptionType="contact.associationChange", objectId=None), "fromObjectId: required",
-                 id="association-without-ids"),
-    pytest.param(make_email_event("EXPLODED"), "unknown email event type 'EXPLODED'", id="unknown-email-type"),
+    pytest.param(
+        make_event(subscriptionType="contact.merge", mergedObjectIds=5),
+        "mergedObjectIds: must be a list",
+        id="merged-not-list",
+    ),
+    pytest.param(
+        make_event(subscriptionType="contact.associationChange", objectId=None),
+        "fromObjectId: required",
+        id="association-without-ids",
+    ),
+    pytest.param(
+        make_email_event("EXPLODED"), "unknown email event type 'EXPLODED'", id="unknown-email-type"
+    ),
     pytest.param(make_email_event(created=None), "created: required", id="no-created"),
     pytest.param({"type": None}, "unknown email event type None", id="null-type"),
 ]
@@ -205,18 +261,32 @@ def test_contact_as_hubspot_returns_it() -> None:
     raw = contact_json(contact_status="mql", hubspotscore=120, lead_gen_suppressed=False, email=None)
     contact = parse_contact(raw)
     assert contact.id == "51" and not contact.has_history
-    assert dict(contact.properties) == {"contact_status": "mql", "hubspotscore": "120", "lead_gen_suppressed": "false",
-                                        "email": None}
+    assert dict(contact.properties) == {
+        "contact_status": "mql",
+        "hubspotscore": "120",
+        "lead_gen_suppressed": "false",
+        "email": None,
+    }
     assert contact.get("email") is None and contact.get("missing") is None
 
 
 def test_history_is_newest_first_with_iso_or_ms_timestamps() -> None:
-    history = {"contact_status": [entry("srl", "2025-12-03T13:53:20.000Z"), entry("mql", str(T0 + 5), by="app"),
-                                  entry("prospect", T0 - 5, by="app"), {"value": None, "timestamp": T0 - 9}]}
+    history = {
+        "contact_status": [
+            entry("srl", "2025-12-03T13:53:20.000Z"),
+            entry("mql", str(T0 + 5), by="app"),
+            entry("prospect", T0 - 5, by="app"),
+            {"value": None, "timestamp": T0 - 9},
+        ]
+    }
     contact = parse_contact(contact_json(history=history))
     entries = contact.history["contact_status"]
     assert [e.value for e in entries] == ["mql", "srl", "prospect", ""]
-    assert entries[1].timestamp == T0 and entries[0].source_type == "INTEGRATION" and entries[0].source_id == APP_ID
+    assert (
+        entries[1].timestamp == T0
+        and entries[0].source_type == "INTEGRATION"
+        and entries[0].source_id == APP_ID
+    )
     assert contact.has_history
 
 
@@ -234,14 +304,27 @@ BAD_CONTACTS = [
     pytest.param({"id": "51", "properties": []}, 'has no "properties"', id="properties-not-object"),
     pytest.param([], "must be a JSON object, got a list", id="list"),
     pytest.param({"properties": {}}, 'has no "id"', id="no-id"),
-    pytest.param({"id": "1", "properties": {"a": {"b": 1}}}, "properties.a: must be a string", id="nested-value"),
-    pytest.param({**contact_json(), "propertiesWithHistory": []}, "propertiesWithHistory: must be an object",
-                 id="history-not-object"),
-    pytest.param(contact_json(history={"x": {}}), "propertiesWithHistory.x: must be a list", id="entries-not-list"),
-    pytest.param(contact_json(history={"x": ["v"]}), "propertiesWithHistory.x[0]: must be an object",
-                 id="entry-not-object"),
-    pytest.param(contact_json(history={"x": [{"value": "v"}]}), "propertiesWithHistory.x[0].timestamp: required",
-                 id="entry-without-time"),
+    pytest.param(
+        {"id": "1", "properties": {"a": {"b": 1}}}, "properties.a: must be a string", id="nested-value"
+    ),
+    pytest.param(
+        {**contact_json(), "propertiesWithHistory": []},
+        "propertiesWithHistory: must be an object",
+        id="history-not-object",
+    ),
+    pytest.param(
+        contact_json(history={"x": {}}), "propertiesWithHistory.x: must be a list", id="entries-not-list"
+    ),
+    pytest.param(
+        contact_json(history={"x": ["v"]}),
+        "propertiesWithHistory.x[0]: must be an object",
+        id="entry-not-object",
+    ),
+    pytest.param(
+        contact_json(history={"x": [{"value": "v"}]}),
+        "propertiesWithHistory.x[0].timestamp: required",
+        id="entry-without-time",
+    ),
 ]
 
 
@@ -285,17 +368,49 @@ def test_format_ms() -> None:
 
 
 # -- never anything but TriggerError --------------------------------------------------------------
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                     max_leaves=8)
-_event_keys = st.sampled_from(["subscriptionType", "eventType", "type", "objectId", "occurredAt", "created",
-                               "propertyName", "propertyValue", "mergedObjectIds", "fromObjectId", "subscriptions",
-                               "changeSource", "sourceId", "eventId", "id", "properties", "propertiesWithHistory"])
-_values = st.one_of(_json, st.sampled_from(["contact.merge", "contact.associationChange", "contact.propertyChange",
-                                            "BOUNCE", "STATUSCHANGE", "51", T0]))
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_event_keys = st.sampled_from(
+    [
+        "subscriptionType",
+        "eventType",
+        "type",
+        "objectId",
+        "occurredAt",
+        "created",
+        "propertyName",
+        "propertyValue",
+        "mergedObjectIds",
+        "fromObjectId",
+        "subscriptions",
+        "changeSource",
+        "sourceId",
+        "eventId",
+        "id",
+        "properties",
+        "propertiesWithHistory",
+    ]
+)
+_values = st.one_of(
+    _json,
+    st.sampled_from(
+        [
+            "contact.merge",
+            "contact.associationChange",
+            "contact.propertyChange",
+            "BOUNCE",
+            "STATUSCHANGE",
+            "51",
+            T0,
+        ]
+    ),
+)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(raw=st.one_of(_json, st.dictionaries(_event_keys, _values, max_size=8)))
 def test_parsers_raise_only_trigger_errors(raw: Any) -> None:
     for parse in (lambda r: parse_trigger(r, policy()), parse_contact):
