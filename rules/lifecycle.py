@@ -85,6 +85,7 @@ class _NeedsHistory:
 
 
 _Out = _Step | _Note | _NeedsHistory | None
+_SILENT = _Note("")  # a rule that does not apply and has nothing worth saying
 
 
 def decide(contact: Contact, triggers: Sequence[Trigger], policy: Policy, now_ms: int) -> Decision:
@@ -141,7 +142,8 @@ def _step(ctx: _Ctx, state: _State) -> _Step | _NeedsHistory | None:
         if isinstance(out, _NeedsHistory):
             return out
         if isinstance(out, _Note):
-            state.notes.setdefault(out.text, out.row)
+            if out.text:
+                state.notes.setdefault(out.text, out.row)
         elif out is not None and _apply(state, out):
             return out
     return None
@@ -326,20 +328,12 @@ def _t16_status_locked(ctx: _Ctx, state: _State) -> _Out:
         return None
     unknown = current is not None and policy.status(current) is None
     if not ctx.contact.has_history:
-        edited = any(t.kind is TriggerKind.PROPERTY_CHANGED and t.property == p.status for t in ctx.triggers)
-        if edited or unknown:
-            return _NeedsHistory(
-                "T16",
-                f"T16: {p.status} {current or '(empty)'} may have been set by someone "
-                "else than the worker; reverting it needs its property history",
-            )
-        return None
+        return _t16_without_history(ctx, current, unknown)
     entries = _history(ctx, p.status)
     if not unknown and not (entries and _by_person(ctx, entries[0])):
         return None
-    target = next(
-        (e.value for e in entries if not _by_person(ctx, e) and policy.status(e.value)), policy.initial.status
-    )
+    worker_wrote = (e.value for e in entries if not _by_person(ctx, e) and policy.status(e.value))
+    target = next(worker_wrote, policy.initial.status)
     if target == current:
         return None
     anchor = str(entries[0].timestamp) if entries else "0"
@@ -350,6 +344,19 @@ def _t16_status_locked(ctx: _Ctx, state: _State) -> _Out:
     )
     task = _task(ctx, "reverted_status", anchor, text, status=_status_label(ctx, target))
     return _Step("T16", text, {p.status: target, p.status_changed_at: _now(ctx)}, (task,), anchor=anchor)
+
+
+def _t16_without_history(ctx: _Ctx, current: str | None, unknown: bool) -> _NeedsHistory | None:
+    """A hand edit (a non-echo status trigger) or an unknown status can only be reverted with history."""
+    status = ctx.p.status
+    edited = any(t.kind is TriggerKind.PROPERTY_CHANGED and t.property == status for t in ctx.triggers)
+    if not edited and not unknown:
+        return None
+    return _NeedsHistory(
+        "T16",
+        f"T16: {status} {current or '(empty)'} may have been set by someone else than the worker; "
+        "reverting it needs its property history",
+    )
 
 
 def _t1_initial(ctx: _Ctx, state: _State) -> _Out:
@@ -620,43 +627,40 @@ def _t2_campaign(ctx: _Ctx, state: _State) -> _Out:
 
 def _t3_score(ctx: _Ctx, state: _State) -> _Out:
     """T3: a prospect whose lead score reaches the threshold becomes mql/assigned with an owner."""
-    p, policy = ctx.p, ctx.policy
-    raw = state.get(policy.score_property)
-    score, threshold = _number(raw), policy.score_threshold
-    status = state.get(p.status)
+    policy = ctx.policy
+    score = _number(state.get(policy.score_property))
+    blocked = _t3_blocked(ctx, state, score)
+    if blocked is not None or score is None:
+        return blocked
+    vertical = state.get(ctx.p.vertical) or ""
+    text = (
+        f"T3: score {_fmt(score)} reached the threshold {_fmt(policy.score_threshold)} → {policy.score_to}, "
+        f"assign an owner ({vertical or 'default owners'}) and a task to acknowledge"
+    )
+    params = {"mode": "if_unowned", "vertical": vertical}
+    assign = Action(ActionType.ASSIGN_OWNER, _key("assign_owner", ctx, "once"), params)
+    actions = (assign, _task(ctx, "new_mql", "once", text))
+    return _Step("T3", text, _moves(ctx, state, policy.score_to), actions, anchor="score")
+
+
+def _t3_blocked(ctx: _Ctx, state: _State, score: float | None) -> _Note | None:
+    """Why T3 does not apply (a note only when the score was signalled or matters), else None."""
+    policy, raw = ctx.policy, state.get(ctx.policy.score_property)
+    status = state.get(ctx.p.status)
     signalled = any(t.property == policy.score_property for t in ctx.triggers)
     eligible = status in policy.score_from_statuses
     if score is None:
-        return _Note(f"score {raw!r} is not a number") if signalled and raw else None
-    if score < threshold:
-        below = f"score {_fmt(score)} is below the threshold {_fmt(threshold)}"
-        return _Note(below) if signalled or eligible else None
+        return _Note(f"score {raw!r} is not a number") if signalled and raw else _SILENT
+    if score < policy.score_threshold:
+        below = f"score {_fmt(score)} is below the threshold {_fmt(policy.score_threshold)}"
+        return _Note(below) if signalled or eligible else _SILENT
     if not eligible:
         only = ", ".join(policy.score_from_statuses)
-        return (
-            _Note(f"score {_fmt(score)} does not apply: T3 moves only {only} (contact is {status})")
-            if signalled
-            else None
-        )
-    if state.get(p.milestone) == policy.dead_milestone:
+        text = f"score {_fmt(score)} does not apply: T3 moves only {only} (contact is {status})"
+        return _Note(text) if signalled else _SILENT
+    if state.get(ctx.p.milestone) == policy.dead_milestone:
         return _Note(f"T17: dead is sticky: score {_fmt(score)} does not move a dead {status}", "T17")
-    vertical = state.get(p.vertical) or ""
-    text = (
-        f"T3: score {_fmt(score)} reached the threshold {_fmt(threshold)} → {policy.score_to}, "
-        f"assign an owner ({vertical or 'default owners'}) and a task to acknowledge"
-    )
-    assign = Action(
-        ActionType.ASSIGN_OWNER,
-        _key("assign_owner", ctx, "once"),
-        {"mode": "if_unowned", "vertical": vertical},
-    )
-    return _Step(
-        "T3",
-        text,
-        _moves(ctx, state, policy.score_to),
-        (assign, _task(ctx, "new_mql", "once", text)),
-        anchor="score",
-    )
+    return None
 
 
 _RULES: tuple[Callable[[_Ctx, _State], _Out], ...] = (
