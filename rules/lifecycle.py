@@ -95,6 +95,8 @@ def decide(contact: Contact, triggers: Sequence[Trigger], policy: Policy, now_ms
         return Decision({}, (), "Nothing to do: every trigger is an echo of this app's own writes.")
     if _deleted(live):
         return Decision({}, (), f"Contact {contact.id} was deleted in HubSpot: skipped.", skip=True)
+    if any(contact.id in t.merged_ids and contact.id != t.contact_id for t in live):
+        return Decision({}, (), f"Contact {contact.id} was merged into another contact: skipped.", skip=True)
     ctx = _Ctx(contact, live, policy, now_ms, _overlay(contact, live))
     state = _State(dict(ctx.base))
     stop = _run(ctx, state)

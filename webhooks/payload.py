@@ -87,9 +87,13 @@ def _loads(body: bytes) -> Any:
         except ValueError:
             pass  # orjson refuses what the stdlib takes (integers past 64 bits); ask the stdlib
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise PayloadError("body is not valid JSON") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _bad(i: int, name: str, kind: str) -> PayloadError:

@@ -168,7 +168,10 @@ def _job(queue: Queue, job_id: str, payload: dict[str, Any], source: str, worker
     if _fast_dumps is not None:
         # What JSONSerializer.dumps would store for (func, instance, args, kwargs), ~10x faster;
         # the worker reads it with JSONSerializer.loads like any other job.
-        job.data = _fast_dumps((JOB_FUNC, None, (payload,), {}))
+        try:
+            job.data = _fast_dumps((JOB_FUNC, None, (payload,), {}))
+        except TypeError:  # orjson.JSONEncodeError: integers past 64 bits; RQ's serializer copes
+            pass
     return job
 
 

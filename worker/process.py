@@ -35,6 +35,7 @@ class Inbox:
     emails: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     companies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     deferrals: int = 0
+    with_history: bool = False  # reconcile: read property history up front
 
     @classmethod
     def of(cls, payloads: Iterable[Mapping[str, Any]]) -> Inbox:
@@ -42,6 +43,7 @@ class Inbox:
         for p in payloads:
             inbox.portal_id = inbox.portal_id or p.get("portal_id")
             inbox.deferrals = max(inbox.deferrals, int(p.get("deferrals", 0) or 0))
+            inbox.with_history = inbox.with_history or bool(p.get("with_history"))
             for key in ("contacts", "emails", "companies"):
                 for ident, raws in (p.get(key) or {}).items():
                     getattr(inbox, key)[str(ident)].extend(raws)
@@ -51,6 +53,7 @@ class Inbox:
         """A job payload holding only the events of `contact_ids` (for deferral)."""
         emails = {e: raws for e, raws in self.emails.items() if email_of.get(e) in contact_ids}
         return {"v": 1, "portal_id": self.portal_id, "source": "deferred", "deferrals": self.deferrals + 1,
+                "with_history": self.with_history,
                 "contacts": {c: self.contacts[c] for c in contact_ids if c in self.contacts},
                 "emails": emails, "companies": {}}
 
@@ -74,7 +77,9 @@ class Outcome:
                 "deferred": self.deferred, "bad_events": self.bad_events, "rows": dict(self.rows), **extra}
 
 
-def _triggers(deps: Deps, raws: Iterable[Mapping[str, Any]], outcome: Outcome) -> list[Trigger]:
+def _triggers(deps: Deps, raws: list[dict[str, Any]], outcome: Outcome) -> list[Trigger]:
+    if not raws:  # no event: look at the contact as it is (reconcile, backfill)
+        return [Trigger(kind=TriggerKind.RECONCILE, occurred_at=deps.clock_ms())]
     found = []
     for raw in raws:
         try:
@@ -106,11 +111,12 @@ def collect_triggers(deps: Deps, inbox: Inbox, outcome: Outcome) -> tuple[dict[s
     return {c: t for c, t in by_contact.items() if t}, email_of
 
 
-def decide_all(deps: Deps, ids: list[str], triggers: Mapping[str, list[Trigger]], outcome: Outcome
-               ) -> tuple[dict[str, Contact], dict[str, Decision]]:
+def decide_all(deps: Deps, ids: list[str], triggers: Mapping[str, list[Trigger]], outcome: Outcome, *,
+               with_history: bool = False) -> tuple[dict[str, Contact], dict[str, Decision]]:
     """Batch-read the contacts and decide; re-read with history where a revert needs it."""
     policy = deps.settings.policy
-    rows = deps.hubspot.read_objects("contacts", ids, policy.read_properties)
+    history = policy.history_properties if with_history else ()
+    rows = deps.hubspot.read_objects("contacts", ids, policy.read_properties, history)
     for cid in sorted(set(ids) - set(rows)):
         outcome.skipped += 1
         log.info("contact_skipped", contact_id=cid, why="HubSpot no longer has this contact")
@@ -119,8 +125,8 @@ def decide_all(deps: Deps, ids: list[str], triggers: Mapping[str, list[Trigger]]
     decisions = {cid: decide(c, triggers.get(cid, []), policy, now) for cid, c in contacts.items()}
     need = sorted(cid for cid, d in decisions.items() if d.needs_history)
     if need:
-        history = deps.hubspot.read_objects("contacts", need, policy.read_properties, policy.history_properties)
-        for cid, raw in history.items():
+        again = deps.hubspot.read_objects("contacts", need, policy.read_properties, policy.history_properties)
+        for cid, raw in again.items():
             contacts[cid] = parse_contact(raw)
             decisions[cid] = decide(contacts[cid], triggers.get(cid, []), policy, now)
     return contacts, decisions
@@ -137,7 +143,8 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
     wanted = sorted(set(triggers) - gone)
     with ContactLocks(deps.redis, deps.portal_id, ttl_s=deps.settings.worker.lock_ttl_s) as locks:
         locked, busy = locks.acquire(wanted)
-        contacts, decisions = decide_all(deps, sorted(locked), triggers, outcome) if locked else ({}, {})
+        contacts, decisions = (decide_all(deps, sorted(locked), triggers, outcome, with_history=inbox.with_history)
+                               if locked else ({}, {}))
         updates = {cid: dict(d.updates) for cid, d in decisions.items() if d.updates}
         report = effects.perform(deps, contacts, decisions, updates)
         held = locks.still_held(updates)
@@ -185,3 +192,14 @@ def _observe_lag(deps: Deps, triggers: Mapping[str, list[Trigger]], writes: Mapp
         latest = max((t.occurred_at for t in triggers.get(cid, [])), default=0)
         if latest:
             metrics.LAG.observe(max(0.0, (now - latest) / 1000.0))
+
+
+def plan_inbox(deps: Deps, inbox: Inbox) -> tuple[dict[str, Contact], dict[str, Decision], Outcome]:
+    """Read-only: what `process_inbox` would decide now for every contact of `inbox`
+    (replay --dry-run, reconcile --dry-run). Reads from HubSpot, writes nothing."""
+    outcome = Outcome()
+    triggers, _ = collect_triggers(deps, inbox, outcome)
+    wanted = sorted(cid for cid, ts in triggers.items() if not all(t.kind == TriggerKind.DELETED for t in ts))
+    contacts, decisions = decide_all(deps, wanted, triggers, outcome, with_history=inbox.with_history)
+    _count(outcome, decisions, {}, [], set())
+    return contacts, decisions, outcome

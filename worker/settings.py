@@ -177,8 +177,8 @@ class Settings:
     property_group: tuple[str, str]  # (name, label)
     webhooks: _Webhooks
     worker: _Worker
-    redis_url: str
     hubspot_base_url: str
+    redis_url: str = field(default="", repr=False)  # may carry a password
     access_token: str | None = field(default=None, repr=False)
     client_secret: str | None = field(default=None, repr=False)
 
@@ -215,6 +215,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] = o
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{file}: {key}: {first['msg']}{more}") from None
     errors = _cross_check(model)
+    if not str(model.app_id).isdigit():
+        errors.insert(0, f"app_id: must be a number (HubSpot's app id), got {model.app_id!r}")
     if errors:
         raise ConfigError(f"{file}: " + f"\n{file}: ".join(errors))
     app_id = str(environ.get("HUBSPOT_APP_ID") or model.app_id)

@@ -131,3 +131,19 @@ def test_diagram_is_generated_from_config() -> None:
 
 def test_diagram_without_statuses() -> None:
     assert mermaid(variant(statuses=())).startswith("stateDiagram-v2")
+
+
+def test_policy_lookups_the_worker_uses() -> None:
+    pol = policy()
+    assert (
+        pol.rank("prospect") == 1
+        and pol.rank("customer") == 5
+        and pol.rank("bogus") == 0
+        and pol.rank(None) == 0
+    )
+    assert pol.transition("mql", "new") is None
+    read = pol.read_properties
+    assert read[:2] == ("contact_status", "contact_milestone") and len(read) == len(set(read))
+    assert {"hubspotscore", "hs_sequences_is_enrolled", "hs_email_optout", "hs_email_delivered"} <= set(read)
+    assert {"contact_milestone", "milestone_reason", "hubspotscore"} <= pol.trigger_properties
+    assert pol.history_properties[:2] == ("contact_status", "contact_milestone")

@@ -1071,6 +1071,12 @@ def test_merge_recomputes_the_survivor_and_its_companies() -> None:
     assert types(d) == [ROLLUP] and not d.updates and "merge" in d.reason
 
 
+def test_a_contact_merged_away_is_skipped() -> None:
+    event = make_event_kind("contact.merge", primaryObjectId=77, mergedObjectIds=[51, 77])
+    d = run(c("mql", "assigned"), event)
+    assert d.skip and d.is_noop and "merged into another contact" in d.reason
+
+
 ASSOCIATIONS = [
     pytest.param("CONTACT_TO_COMPANY", [ROLLUP], id="company"),
     pytest.param("COMPANY_TO_CONTACT", [ROLLUP], id="company-reverse"),

@@ -263,11 +263,6 @@ def test_hubspot_app_id_overrides_the_config() -> None:
         load_settings(CONFIG, environ={"HUBSPOT_APP_ID": "app-1"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings bug: a non-numeric app_id in the FILE is reported as "
-    "HUBSPOT_APP_ID, without the file or the key app_id",
-)
 def test_bad_app_id_in_the_file_names_the_file(tmp_path: Path) -> None:
     message = error_for(tmp_path, _set("app_id", "my-app"))
     assert message.startswith(f"{tmp_path / 'config.yaml'}: app_id")
@@ -302,11 +297,6 @@ def test_secrets_come_only_from_the_environment_and_stay_out_of_repr() -> None:
     settings.require("HUBSPOT_ACCESS_TOKEN")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings bug: redis_url is in repr, and REDIS_URL may carry a password "
-    "(style.md lists it with the secrets, repr=False)",
-)
 def test_redis_password_stays_out_of_repr() -> None:
     settings = load_settings(CONFIG, environ={"REDIS_URL": "redis://:hunter2@cache:6379/0"})
     assert "hunter2" not in repr(settings)
