@@ -54,9 +54,7 @@ def _inner_edges(policy: Policy, status: StatusDef) -> list[str]:
             f"{_sid(s, policy.campaign_from.milestone)} --> {_sid(s, policy.campaign_to.milestone)} "
             ": T2 lead-gen email or sequence"
         )
-    reason_rows = [
-        r for r in policy.manual_transitions if r.status == s and r.to is None and r.reason_required
-    ]
+    reason_rows = [r for r in policy.manual_transitions if r.status == s and r.to is None and r.reason_required]
     for row in policy.manual_transitions:
         if row.status != s:
             continue
@@ -92,9 +90,7 @@ def _status_edges(policy: Policy) -> list[str]:
         if row.to is not None and row.to.status != row.status:
             reason = " + reason" if row.reason_required else ""
             labels.setdefault((row.status, row.to.status), []).append(f"{row.row} {row.milestone}{reason}")
-    return [
-        f"    {a} --> {b} : {_clean(' / '.join(dict.fromkeys(texts)))}" for (a, b), texts in labels.items()
-    ]
+    return [f"    {a} --> {b} : {_clean(' / '.join(dict.fromkeys(texts)))}" for (a, b), texts in labels.items()]
 
 
 def _notes(policy: Policy) -> list[str]:

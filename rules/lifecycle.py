@@ -104,7 +104,7 @@ def decide(contact: Contact, triggers: Sequence[Trigger], policy: Policy, now_ms
         return Decision(
             {},
             (),
-            f"{stop.text} (re-read the contact with propertiesWithHistory).",
+            _sentence(f"{stop.text} (re-read the contact with propertiesWithHistory)"),
             (stop.row,),
             needs_history=True,
         )
@@ -131,9 +131,7 @@ def _run(ctx: _Ctx, state: _State) -> _NeedsHistory | None:
         taken = _step(ctx, state)
         if taken is None or isinstance(taken, _NeedsHistory):
             return taken
-    state.sentences.append(
-        f"stopped after {MAX_STEPS} steps without reaching a fixed point (check the config)"
-    )
+    state.sentences.append(f"stopped after {MAX_STEPS} steps without reaching a fixed point (check the config)")
     return None
 
 
@@ -173,9 +171,7 @@ def _decision(ctx: _Ctx, state: _State) -> Decision:
     if rollup is not None:
         actions += (rollup,)
     sticky = [text for text, row in state.notes.items() if row]
-    rows = tuple(state.rows) + tuple(
-        dict.fromkeys(r for r in state.notes.values() if r and r not in state.rows)
-    )
+    rows = tuple(state.rows) + tuple(dict.fromkeys(r for r in state.notes.values() if r and r not in state.rows))
     if not updates and not actions:
         why = list(state.notes) or [f"{_pair(ctx, state)}: no rule applies"]
         return Decision({}, (), _sentence("Nothing to do: " + "; ".join(why)), rows)
@@ -205,6 +201,8 @@ def _rollup(ctx: _Ctx, state: _State, updates: Mapping[str, str]) -> Action | No
 
 # -- helpers --------------------------------------------------------------------------------------
 def _sentence(text: str) -> str:
+    """One line ending with a period, whatever the property values in it contain."""
+    text = " ".join(text.split())
     return text if text.endswith(".") else text + "."
 
 
@@ -229,9 +227,7 @@ def _by_person(ctx: _Ctx, entry: HistoryEntry) -> bool:
 
 
 def _milestone_triggers(ctx: _Ctx) -> list[Trigger]:
-    return [
-        t for t in ctx.triggers if t.kind is TriggerKind.PROPERTY_CHANGED and t.property == ctx.p.milestone
-    ]
+    return [t for t in ctx.triggers if t.kind is TriggerKind.PROPERTY_CHANGED and t.property == ctx.p.milestone]
 
 
 def _person_milestone_times(ctx: _Ctx) -> list[int]:
@@ -382,15 +378,10 @@ def _t15_milestone_allowed(ctx: _Ctx, state: _State) -> _Out:
     if not ctx.contact.has_history:
         return _NeedsHistory(
             "T15",
-            f"T15: milestone {shown} is not allowed in {status.value}; "
-            "reverting it needs its property history",
+            f"T15: milestone {shown} is not allowed in {status.value}; reverting it needs its property history",
         )
-    target = next(
-        (e.value for e in _history(ctx, p.milestone) if e.value in status.allowed), status.default_milestone
-    )
-    text = (
-        f"T15: milestone {shown} is not allowed in {status.value} → reverted to {target}, task for the owner"
-    )
+    target = next((e.value for e in _history(ctx, p.milestone) if e.value in status.allowed), status.default_milestone)
+    text = f"T15: milestone {shown} is not allowed in {status.value} → reverted to {target}, task for the owner"
     task = _task(
         ctx,
         "reverted_milestone",
@@ -522,9 +513,7 @@ def _stable(ctx: _Ctx, state: _State, row: ManualTransition) -> _Out:
     return _Step(row.row, text, {ctx.p.milestone_changed_at: str(when)}, actions)
 
 
-def _row_actions(
-    ctx: _Ctx, state: _State, row: ManualTransition, anchor: str
-) -> tuple[tuple[Action, ...], list[str]]:
+def _row_actions(ctx: _Ctx, state: _State, row: ManualTransition, anchor: str) -> tuple[tuple[Action, ...], list[str]]:
     """The configured side effects of `row` with their idempotency keys, and how to say them."""
     actions: list[Action] = []
     phrases: list[str] = []
@@ -544,9 +533,7 @@ def _create_deal(ctx: _Ctx, state: _State, row: ManualTransition, anchor: str) -
     if state.get(ctx.p.gmv_forecast) is not None:
         return [deal], ["create the deal"]
     text = f"{row.row}: the deal has no GMV forecast ({ctx.p.gmv_forecast} is empty)"
-    return [deal, _task(ctx, "add_gmv_forecast", "once", text)], [
-        "create the deal and a task to add the GMV forecast"
-    ]
+    return [deal, _task(ctx, "add_gmv_forecast", "once", text)], ["create the deal and a task to add the GMV forecast"]
 
 
 def _update_deal_stage(ctx: _Ctx, state: _State, row: ManualTransition, anchor: str) -> _Made:
@@ -554,9 +541,9 @@ def _update_deal_stage(ctx: _Ctx, state: _State, row: ManualTransition, anchor: 
     if stage is None:
         return [], [f"no deal stage is configured for {row.milestone}"]
     params = {"stage": stage, "milestone": row.milestone}
-    return [
-        Action(ActionType.UPDATE_DEAL_STAGE, _key("update_deal_stage", ctx, f"{stage}@{anchor}"), params)
-    ], [f"open deal to {stage}"]
+    return [Action(ActionType.UPDATE_DEAL_STAGE, _key("update_deal_stage", ctx, f"{stage}@{anchor}"), params)], [
+        f"open deal to {stage}"
+    ]
 
 
 def _reassign_owner(ctx: _Ctx, state: _State, row: ManualTransition, anchor: str) -> _Made:
@@ -571,15 +558,11 @@ def _reassign_owner(ctx: _Ctx, state: _State, row: ManualTransition, anchor: str
 
 
 def _set_company_poc(ctx: _Ctx, state: _State, row: ManualTransition, anchor: str) -> _Made:
-    return [Action(ActionType.SET_COMPANY_POC, _key("set_company_poc", ctx, anchor))], [
-        "POC of its companies"
-    ]
+    return [Action(ActionType.SET_COMPANY_POC, _key("set_company_poc", ctx, anchor))], ["POC of its companies"]
 
 
 def _unsubscribe_all(ctx: _Ctx, state: _State, row: ManualTransition, anchor: str) -> _Made:
-    return [Action(ActionType.UNSUBSCRIBE_ALL, _key("unsubscribe_all", ctx, anchor))], [
-        "unsubscribe from all email"
-    ]
+    return [Action(ActionType.UNSUBSCRIBE_ALL, _key("unsubscribe_all", ctx, anchor))], ["unsubscribe from all email"]
 
 
 def _no_action(ctx: _Ctx, state: _State, row: ManualTransition, anchor: str) -> _Made:
@@ -609,9 +592,7 @@ def _t2_campaign(ctx: _Ctx, state: _State) -> _Out:
     """T2: prospect/new that received a lead-generation campaign or joined a sequence."""
     p, source, target = ctx.p, ctx.policy.campaign_from, ctx.policy.campaign_to
     events = [(t.occurred_at, label) for t in ctx.triggers if (label := campaign_fact(t, ctx.policy))]
-    current = [
-        label for name, value in ctx.base.items() if (label := campaign_value(ctx.policy, name, value))
-    ]
+    current = [label for name, value in ctx.base.items() if (label := campaign_value(ctx.policy, name, value))]
     if not events and not current:
         return None
     if (state.get(p.status), state.get(p.milestone)) != (source.status, source.milestone):

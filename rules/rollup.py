@@ -67,4 +67,4 @@ def _reason(
     else:
         status = f"account_status stays {account} (highest status of {count} contacts)"
     flags = f"; lead_gen_suppressed changes for {len(contact_updates)} contact(s)" if contact_updates else ""
-    return f"Company {company_id}: {status}{flags}."
+    return " ".join(f"Company {company_id}: {status}{flags}.".split())  # one line, whatever the values

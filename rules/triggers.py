@@ -106,9 +106,7 @@ def parse_trigger(raw: Mapping[str, Any], policy: Policy) -> Trigger:
 def _webhook_event(raw: Mapping[str, Any], subscription: object, policy: Policy) -> Trigger:
     if not isinstance(subscription, str) or subscription not in SUBSCRIPTION_KINDS:
         known = ", ".join(SUBSCRIPTION_KINDS)
-        raise TriggerError(
-            f"subscriptionType: unknown subscription type {subscription!r} (expected one of {known})"
-        )
+        raise TriggerError(f"subscriptionType: unknown subscription type {subscription!r} (expected one of {known})")
     kind = SUBSCRIPTION_KINDS[subscription]
     source, source_id = _text(raw, "changeSource"), _text(raw, "sourceId")
     common: dict[str, Any] = {
@@ -158,17 +156,14 @@ def _association_event(raw: Mapping[str, Any], common: dict[str, Any]) -> Trigge
     if contact is None:
         raise TriggerError("fromObjectId: required for contact.associationChange (or objectId)")
     removed = raw.get("associationRemoved") in (True, "true")
-    return Trigger(
-        contact_id=contact, association_type=kind, related_id=second, association_removed=removed, **common
-    )
+    return Trigger(contact_id=contact, association_type=kind, related_id=second, association_removed=removed, **common)
 
 
 def _email_event(raw: Mapping[str, Any], policy: Policy) -> Trigger:
     kind = raw.get("type")
     if not isinstance(kind, str) or (kind not in EMAIL_EVENT_TYPES and kind not in policy.health_event_types):
         raise TriggerError(
-            f"type: unknown email event type {kind!r} (expected one of "
-            f"{', '.join(sorted(EMAIL_EVENT_TYPES))})"
+            f"type: unknown email event type {kind!r} (expected one of {', '.join(sorted(EMAIL_EVENT_TYPES))})"
         )
     event_id = _text(raw, "id")
     return Trigger(
@@ -192,9 +187,7 @@ def _unsubscribes(raw: Mapping[str, Any]) -> bool:
     subscriptions = raw.get("subscriptions")
     if not isinstance(subscriptions, list):
         return False
-    return any(
-        isinstance(s, Mapping) and str(s.get("status") or "").upper() == UNSUBSCRIBED for s in subscriptions
-    )
+    return any(isinstance(s, Mapping) and str(s.get("status") or "").upper() == UNSUBSCRIBED for s in subscriptions)
 
 
 def _webhook_key(raw: Mapping[str, Any]) -> str:

@@ -79,9 +79,7 @@ def make_event(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in event.items() if v is not None}
 
 
-def prop_event(
-    name: str, value: str | None, *, at: int = T0, echo: bool = False, **overrides: Any
-) -> dict[str, Any]:
+def prop_event(name: str, value: str | None, *, at: int = T0, echo: bool = False, **overrides: Any) -> dict[str, Any]:
     """A contact.propertyChange of `name` to `value`, by a person or (echo) by this app."""
     source = {"changeSource": "INTEGRATION", "sourceId": APP_ID} if echo else {}
     return make_event(propertyName=name, propertyValue=value, occurredAt=at, **source, **overrides)
@@ -130,9 +128,7 @@ def tasks(decision: Decision) -> list[str]:
     return [a.params["kind"] for a in decision.actions if a.type == "create_task"]
 
 
-def final_pair(
-    contact: Contact, decision: Decision, pol: Policy | None = None
-) -> tuple[str | None, str | None]:
+def final_pair(contact: Contact, decision: Decision, pol: Policy | None = None) -> tuple[str | None, str | None]:
     """(status, milestone) after the decision's updates are written."""
     p = (pol or policy()).contact
     status = decision.updates.get(p.status, contact.get(p.status))

@@ -185,41 +185,65 @@ class Router:
         """Validate a HubSpot webhook body (a JSON array of events) and route its events."""
         out = Routed()
         seen: set[str] = set()
-        append = out.events.append
-        handlers, self_ids = self._handlers, self.self_ids
+        append, add = out.events.append, seen.add
+        handlers, self_ids, triggers = self._handlers, self.self_ids, self.trigger_properties
         for i, ev in enumerate(self._events(body, single_ok=False)):
             if type(ev) is not dict:
                 raise PayloadError(f"event {i}: not an object")
             get = ev.get
             etype = get("subscriptionType") or get("eventType")
-            if type(etype) is not str:
-                raise PayloadError(f"event {i}: subscriptionType must be a string")
-            handler = handlers.get(etype)
-            if handler is None:
-                out.drop(_unhandled_reason(etype))
-                continue
-            portal = get("portalId")
+            portal, event_id, subscription, occurred = (
+                get("portalId"), get("eventId"), get("subscriptionId"), get("occurredAt"))
             source, source_id, app, attempt = (
                 get("changeSource"), get("sourceId"), get("appId"), get("attemptNumber"))
-            if (type(portal) is not int or type(get("eventId")) is not int
-                    or type(get("subscriptionId")) is not int or type(get("occurredAt")) is not int
-                    or (source is not None and type(source) is not str)
-                    or (source_id is not None and type(source_id) not in (str, int))
-                    or (app is not None and type(app) is not int)
-                    or (attempt is not None and type(attempt) is not int)):
-                _check_common(ev, i)
-            if source == "INTEGRATION" and str(source_id) in self_ids:
-                out.drop("echo")
-                continue
-            target = handler(ev, i, out)
-            if target is None:
-                continue
-            key = dedupe_key_hubspot(ev, target[2])
+            if etype == "contact.propertyChange":  # the common case, inlined
+                obj, name, value = get("objectId"), get("propertyName"), get("propertyValue")
+                if (type(portal) is not int or type(event_id) is not int or type(subscription) is not int
+                        or type(occurred) is not int or type(obj) is not int or type(name) is not str
+                        or (value is not None and type(value) not in _SCALARS)
+                        or (source is not None and type(source) is not str)
+                        or (source_id is not None and type(source_id) not in (str, int))
+                        or (app is not None and type(app) is not int)
+                        or (attempt is not None and type(attempt) is not int)):
+                    _check_common(ev, i)
+                    self._property(ev, i)
+                if source == "INTEGRATION" and str(source_id) in self_ids:
+                    out.drop("echo")
+                    continue
+                if name not in triggers:
+                    out.drop("irrelevant_property")
+                    continue
+                # == dedupe_key_hubspot(ev), spelled out with the values at hand
+                key = _digest(f"wh{_SEP}{portal}{_SEP}{subscription}{_SEP}{event_id}{_SEP}{obj}{_SEP}"
+                              f"{occurred}{_SEP}{name}{_SEP}{value}")
+                bucket, group = "contacts", str(obj)
+            else:
+                if type(etype) is not str:
+                    raise PayloadError(f"event {i}: subscriptionType must be a string")
+                handler = handlers.get(etype)
+                if handler is None:
+                    out.drop(_unhandled_reason(etype))
+                    continue
+                if (type(portal) is not int or type(event_id) is not int or type(subscription) is not int
+                        or type(occurred) is not int
+                        or (source is not None and type(source) is not str)
+                        or (source_id is not None and type(source_id) not in (str, int))
+                        or (app is not None and type(app) is not int)
+                        or (attempt is not None and type(attempt) is not int)):
+                    _check_common(ev, i)
+                if source == "INTEGRATION" and str(source_id) in self_ids:
+                    out.drop("echo")
+                    continue
+                target = handler(ev, i, out)
+                if target is None:
+                    continue
+                bucket, group, extra = target
+                key = dedupe_key_hubspot(ev, extra)
             if key in seen:
                 out.duplicates += 1
                 continue
-            seen.add(key)
-            append(RoutedEvent(portal, target[0], target[1], key, ev))
+            add(key)
+            append(RoutedEvent(portal, bucket, group, key, ev))
         return out
 
     def route_email(self, body: bytes) -> Routed:

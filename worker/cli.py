@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "serve": "webhooks.cli:serve",
     "worker": "worker.cli_worker:worker",
     "setup-portal": "worker.setup_portal:setup_portal",
+    "demo": "worker.demo:demo",
 }
 
 

@@ -86,9 +86,7 @@ def _contact(raw: Any) -> Contact:
     help="a webhook event or email event (or a list of them), or @file",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the decision as one JSON object")
-@click.option(
-    "--now", "now_ms", type=int, default=None, metavar="MS", help="evaluation time in ms (default: now)"
-)
+@click.option("--now", "now_ms", type=int, default=None, metavar="MS", help="evaluation time in ms (default: now)")
 @click.option("--config", "config", default=None, metavar="PATH", help=CONFIG_HELP)
 def explain(contact_arg: str, event_arg: str, as_json: bool, now_ms: int | None, config: str | None) -> None:
     """Show what the rules decide for CONTACT_JSON after EVENT_JSON; changes nothing."""
@@ -142,9 +140,7 @@ def render(contact: Contact, decision: Decision, policy: Policy) -> str:
 def _render_updates(contact: Contact, updates: Mapping[str, str]) -> list[str]:
     if not updates:
         return []
-    return ["updates:"] + [
-        f"  {name}: {contact.get(name) or '(empty)'} → {value}" for name, value in updates.items()
-    ]
+    return ["updates:"] + [f"  {name}: {contact.get(name) or '(empty)'} → {value}" for name, value in updates.items()]
 
 
 @click.command("validate-config")

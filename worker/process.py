@@ -157,6 +157,8 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
         requeue(inbox.payload_for(busy, email_of))
         log.info("contacts_deferred", contacts=len(busy), why="another job holds their lock")
     _count(outcome, decisions, writes, missing, busy)
+    for name in ("written", "noop", "deferred"):
+        metrics.CONTACTS.labels(outcome=name).inc(getattr(outcome, name))
     _observe_lag(deps, triggers, writes)
     return outcome.as_json({"owners_assigned": report.owners_assigned, "tasks_created": report.tasks_created,
                             "deals_created": report.deals_created, "unsubscribed": report.unsubscribed})
@@ -181,9 +183,6 @@ def _count(outcome: Outcome, decisions: Mapping[str, Decision], writes: Mapping[
     for d in decisions.values():
         for row in d.rows:
             outcome.rows[row] += 1
-    metrics.CONTACTS.labels(outcome="written").inc(outcome.written)
-    metrics.CONTACTS.labels(outcome="noop").inc(outcome.noop)
-    metrics.CONTACTS.labels(outcome="deferred").inc(outcome.deferred)
 
 
 def _observe_lag(deps: Deps, triggers: Mapping[str, list[Trigger]], writes: Mapping[str, Any]) -> None:

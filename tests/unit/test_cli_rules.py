@@ -27,9 +27,7 @@ OLD = str(T0 - 100_000)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(
-        main, list(args), env={"LIFECYCLE_CONFIG": "", "HUBSPOT_APP_ID": "", **(env or {})}
-    )
+    return CliRunner().invoke(main, list(args), env={"LIFECYCLE_CONFIG": "", "HUBSPOT_APP_ID": "", **(env or {})})
 
 
 def explain_json(contact: dict[str, Any], event: Any) -> dict[str, Any]:
@@ -51,9 +49,7 @@ def c(status: str | None, milestone: str | None, **props: Any) -> dict[str, Any]
 
 
 SPEC_ROWS = [
-    pytest.param(
-        contact_json(hubspotscore="150"), created_event(), ["T1", "T3"], {"contact_status": "mql"}, id="T1"
-    ),
+    pytest.param(contact_json(hubspotscore="150"), created_event(), ["T1", "T3"], {"contact_status": "mql"}, id="T1"),
     pytest.param(
         c("prospect", "new"),
         make_email_event("DELIVERED"),
@@ -92,9 +88,7 @@ SPEC_ROWS = [
         {},
         id="T9",
     ),
-    pytest.param(
-        c("mql", "in_review", contact_milestone_changed_at=OLD), ms("in_review"), ["T10"], {}, id="T10"
-    ),
+    pytest.param(c("mql", "in_review", contact_milestone_changed_at=OLD), ms("in_review"), ["T10"], {}, id="T10"),
     pytest.param(
         c("mql", "reassign", vertical="wholesale"),
         ms("reassign"),
@@ -145,9 +139,7 @@ SPEC_ROWS = [
         {"contact_status": "mql"},
         id="T16",
     ),
-    pytest.param(
-        c("prospect", "dead", hubspotscore="150"), prop_event("hubspotscore", "150"), ["T17"], {}, id="T17"
-    ),
+    pytest.param(c("prospect", "dead", hubspotscore="150"), prop_event("hubspotscore", "150"), ["T17"], {}, id="T17"),
 ]
 
 
@@ -205,9 +197,7 @@ def test_explain_human_output() -> None:
 
 
 def test_explain_human_output_for_noop_and_history() -> None:
-    noop = invoke(
-        "explain", "--contact", json.dumps(c("sql", "working")), "--event", json.dumps(ms("working"))
-    )
+    noop = invoke("explain", "--contact", json.dumps(c("sql", "working")), "--event", json.dumps(ms("working")))
     assert "(unchanged)" in noop.stdout
     history = invoke(
         "explain",
@@ -222,12 +212,8 @@ def test_explain_human_output_for_noop_and_history() -> None:
 def test_explain_reads_at_files_and_event_lists(tmp_path: Path) -> None:
     contact, events = tmp_path / "contact.json", tmp_path / "events.json"
     contact.write_text(json.dumps(contact_json(hubspotscore="150")), encoding="utf-8")
-    events.write_text(
-        json.dumps([created_event(), make_email_event("DELIVERED", created=T0 + 1)]), encoding="utf-8"
-    )
-    result = invoke(
-        "explain", "--contact", f"@{contact}", "--event", f"@{events}", "--json", "--now", str(NOW)
-    )
+    events.write_text(json.dumps([created_event(), make_email_event("DELIVERED", created=T0 + 1)]), encoding="utf-8")
+    result = invoke("explain", "--contact", f"@{contact}", "--event", f"@{events}", "--json", "--now", str(NOW))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == ["T1", "T2", "T3"]
 
@@ -242,9 +228,7 @@ def _bad_config(tmp_path: Path) -> str:
 
 
 BAD_INPUT = [
-    pytest.param(
-        "{not json", json.dumps(created_event()), "--contact: not valid JSON", id="bad-contact-json"
-    ),
+    pytest.param("{not json", json.dumps(created_event()), "--contact: not valid JSON", id="bad-contact-json"),
     pytest.param(json.dumps(contact_json()), "[{]", "--event: not valid JSON", id="bad-event-json"),
     pytest.param(
         json.dumps(contact_json()),

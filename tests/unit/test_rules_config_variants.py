@@ -57,28 +57,19 @@ def test_a_cycle_in_config_stops_after_ten_steps() -> None:
 
 def test_missing_and_malformed_task_templates() -> None:
     tasks = {"reason_required": TaskTemplate("Reason {milestone} {", 8)}
-    d = run(
-        make_contact(contact_status="sql", contact_milestone="return_to_nurture"), pol=variant(tasks=tasks)
-    )
-    assert (
-        d.actions[0].params["subject"] == "Reason {milestone} {"
-        and d.actions[0].params["due_in_hours"] == "8"
-    )
+    d = run(make_contact(contact_status="sql", contact_milestone="return_to_nurture"), pol=variant(tasks=tasks))
+    assert d.actions[0].params["subject"] == "Reason {milestone} {" and d.actions[0].params["due_in_hours"] == "8"
     d = run(make_contact(contact_status="mql", contact_milestone="reassign"), pol=variant(tasks={}))
     task = d.actions[1].params
     assert task["subject"] == "new_mql" and task["due_in_hours"] == "24"
     unknown_field = {"new_mql": TaskTemplate("Hi {nobody}", 1)}
-    d = run(
-        make_contact(contact_status="mql", contact_milestone="reassign"), pol=variant(tasks=unknown_field)
-    )
+    d = run(make_contact(contact_status="mql", contact_milestone="reassign"), pol=variant(tasks=unknown_field))
     assert d.actions[1].params["subject"] == "Hi {nobody}"
 
 
 def test_row_without_configured_deal_stage() -> None:
     d = run(
-        make_contact(
-            contact_status="sql", contact_milestone="contract_negotiations", contact_milestone_changed_at=OLD
-        ),
+        make_contact(contact_status="sql", contact_milestone="contract_negotiations", contact_milestone_changed_at=OLD),
         prop_event("contact_milestone", "contract_negotiations"),
         pol=variant(deal_stages={}),
     )
@@ -88,9 +79,7 @@ def test_row_without_configured_deal_stage() -> None:
 def test_configured_unsubscribe_row_and_unknown_action() -> None:
     rows = (ManualTransition("T14", "customer", "inactive", actions=("unsubscribe_all", "teleport")),)
     d = run(
-        make_contact(
-            contact_status="customer", contact_milestone="inactive", contact_milestone_changed_at=OLD
-        ),
+        make_contact(contact_status="customer", contact_milestone="inactive", contact_milestone_changed_at=OLD),
         prop_event("contact_milestone", "inactive"),
         pol=variant(manual_transitions=rows),
     )
@@ -135,12 +124,7 @@ def test_diagram_without_statuses() -> None:
 
 def test_policy_lookups_the_worker_uses() -> None:
     pol = policy()
-    assert (
-        pol.rank("prospect") == 1
-        and pol.rank("customer") == 5
-        and pol.rank("bogus") == 0
-        and pol.rank(None) == 0
-    )
+    assert pol.rank("prospect") == 1 and pol.rank("customer") == 5 and pol.rank("bogus") == 0 and pol.rank(None) == 0
     assert pol.transition("mql", "new") is None
     read = pol.read_properties
     assert read[:2] == ("contact_status", "contact_milestone") and len(read) == len(set(read))

@@ -118,3 +118,8 @@ def test_rollup_without_statuses_writes_nothing() -> None:
     empty = dataclasses.replace(policy(), statuses=())
     d = rollup_company("9", {"account_status": "x"}, people(("mql", "true")), empty)
     assert not d.company_updates and dict(d.contact_updates["c1"]) == {"lead_gen_suppressed": "false"}
+
+
+def test_reason_is_one_line_whatever_the_values() -> None:
+    d = rollup_company("9", {"account_status": "odd\nvalue"}, [], policy())
+    assert "\n" not in d.reason and "odd value" in d.reason

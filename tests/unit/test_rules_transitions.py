@@ -94,9 +94,7 @@ T1 = [
         {"updates": to("prospect", "new"), "actions": [ROLLUP], "rows": ("T1",)},
         id="T1-created",
     ),
-    pytest.param(
-        make_contact(), [], {"updates": to("prospect", "new"), "rows": ("T1",)}, id="T1-reconcile-no-status"
-    ),
+    pytest.param(make_contact(), [], {"updates": to("prospect", "new"), "rows": ("T1",)}, id="T1-reconcile-no-status"),
     pytest.param(c("prospect", "new"), [created_event()], NOOP, id="T1-neg-has-status"),
     pytest.param(
         make_contact(),
@@ -144,18 +142,14 @@ T2 = [
         {"updates": to(milestone="received_campaigns"), "rows": ("T2",)},
         id="T2-state-sequence",
     ),
-    pytest.param(
-        c("prospect", "received_campaigns"), [make_email_event("DELIVERED")], NOOP, id="T2-neg-already"
-    ),
+    pytest.param(c("prospect", "received_campaigns"), [make_email_event("DELIVERED")], NOOP, id="T2-neg-already"),
     pytest.param(
         c("mql", "assigned"),
         [make_email_event("DELIVERED")],
         {**NOOP, "reason": "T2 applies only to prospect/new"},
         id="T2-neg-mql",
     ),
-    pytest.param(
-        c("prospect", "new"), [prop_event("hs_sequences_is_enrolled", "false")], NOOP, id="T2-neg-unenrolled"
-    ),
+    pytest.param(c("prospect", "new"), [prop_event("hs_sequences_is_enrolled", "false")], NOOP, id="T2-neg-unenrolled"),
     pytest.param(c("prospect", "new"), [prop_event("hs_email_delivered", "0")], NOOP, id="T2-neg-zero-count"),
     pytest.param(c("prospect", "new"), [make_email_event("OPEN")], NOOP, id="T2-neg-open"),
     pytest.param(
@@ -220,9 +214,7 @@ T3 = [
         {**NOOP, "reason": "T3 moves only prospect"},
         id="T3-neg-already-mql",
     ),
-    pytest.param(
-        c("sql", "working", hubspotscore="500"), [prop_event("hubspotscore", "500")], NOOP, id="T3-neg-sql"
-    ),
+    pytest.param(c("sql", "working", hubspotscore="500"), [prop_event("hubspotscore", "500")], NOOP, id="T3-neg-sql"),
     pytest.param(
         c("prospect", "new", hubspotscore="lots"),
         [prop_event("hubspotscore", "lots")],
@@ -273,9 +265,7 @@ T4 = [
         id="T4-neg-subscribe",
     ),
     pytest.param(MQL, make_email_event("SPAMREPORT"), DEAD, id="T4-spam-report"),
-    pytest.param(
-        MQL, prop_event("hs_email_hard_bounce_reason_enum", "UNKNOWN_USER"), DEAD, id="T4-bounce-reason"
-    ),
+    pytest.param(MQL, prop_event("hs_email_hard_bounce_reason_enum", "UNKNOWN_USER"), DEAD, id="T4-bounce-reason"),
     pytest.param(MQL, prop_event("hs_email_bad_address", "true"), DEAD, id="T4-bad-address"),
     pytest.param(MQL, prop_event("hs_email_optout", "true"), DEAD, id="T4-optout"),
     pytest.param(MQL, prop_event("hs_email_quarantined", "true"), DEAD, id="T4-quarantined"),
@@ -318,9 +308,7 @@ def test_t4_email_health_makes_the_milestone_dead(
 
 # -- T4: stale events never undo newer state ------------------------------------------------------
 REVIVED = {"contact_milestone": [entry("in_review", T0), entry("dead", T0 - 1_000, by="app")]}
-WORKER_MADE = {
-    "contact_milestone": [entry("received_campaigns", T0, by="app"), entry("new", T0 - 9_000, by="app")]
-}
+WORKER_MADE = {"contact_milestone": [entry("received_campaigns", T0, by="app"), entry("new", T0 - 9_000, by="app")]}
 STALE = [
     pytest.param(
         make_contact(
@@ -583,9 +571,7 @@ T7_T8 = [
 
 
 @pytest.mark.parametrize(("contact", "events", "expect"), T7_T8)
-def test_t7_t8_reason_required(
-    contact: Contact, events: list[dict[str, Any]], expect: dict[str, Any]
-) -> None:
+def test_t7_t8_reason_required(contact: Contact, events: list[dict[str, Any]], expect: dict[str, Any]) -> None:
     d = run(contact, *events)
     check(d, **expect)
     if d.rows == ("T8",):
@@ -686,9 +672,7 @@ STAYS = [
         {"updates": stamped(), "rows": ("T14",)},
         id="T14-out-of-business",
     ),
-    pytest.param(
-        c("customer", "inactive", contact_milestone_changed_at=str(T0)), [], NOOP, id="T14-neg-not-fresh"
-    ),
+    pytest.param(c("customer", "inactive", contact_milestone_changed_at=str(T0)), [], NOOP, id="T14-neg-not-fresh"),
     pytest.param(
         c("mql", "assigned", contact_milestone_changed_at=OLD),
         [ms("assigned")],
@@ -815,9 +799,7 @@ T15 = [
 
 
 @pytest.mark.parametrize(("contact", "events", "expect"), T15)
-def test_t15_milestone_not_allowed(
-    contact: Contact, events: list[dict[str, Any]], expect: dict[str, Any]
-) -> None:
+def test_t15_milestone_not_allowed(contact: Contact, events: list[dict[str, Any]], expect: dict[str, Any]) -> None:
     check(run(contact, *events), **expect)
 
 
@@ -956,9 +938,7 @@ T17 = [
         {**NOOP, "rows": ("T17",)},
         id="T17-score",
     ),
-    pytest.param(
-        c("prospect", "dead"), [make_email_event("DELIVERED")], {**NOOP, "rows": ("T17",)}, id="T17-campaign"
-    ),
+    pytest.param(c("prospect", "dead"), [make_email_event("DELIVERED")], {**NOOP, "rows": ("T17",)}, id="T17-campaign"),
     pytest.param(
         c("prospect", "dead"),
         [prop_event("hs_sequences_is_enrolled", "true")],
@@ -982,9 +962,7 @@ def test_t17_dead_is_sticky(contact: Contact, events: list[dict[str, Any]], expe
 # -- fixed point, redelivery, echoes, order -------------------------------------------------------
 def test_fixed_point_created_with_score_150() -> None:
     d = run(make_contact(hubspotscore="150"), created_event())
-    check(
-        d, updates=to("mql", "assigned"), actions=["assign_owner", "create_task", ROLLUP], rows=("T1", "T3")
-    )
+    check(d, updates=to("mql", "assigned"), actions=["assign_owner", "create_task", ROLLUP], rows=("T1", "T3"))
 
 
 def test_fixed_point_created_delivered_and_scored() -> None:
@@ -1265,9 +1243,12 @@ def test_totality_fuzz(
 
 def test_a_property_the_contact_lacks_takes_the_trigger_value() -> None:
     """explain with a sparse contact: the event's value fills a property the contact does not carry."""
-    d = run(
-        make_contact(contact_status="prospect", contact_milestone="new"), prop_event("hubspotscore", "120")
-    )
+    d = run(make_contact(contact_status="prospect", contact_milestone="new"), prop_event("hubspotscore", "120"))
     assert d.rows == ("T3",)
     d = run(c("prospect", "new", hubspotscore="12"), prop_event("hubspotscore", "120"))  # state wins
     assert d.is_noop and "score 12 is below" in d.reason
+
+
+def test_reason_is_one_line_whatever_the_values() -> None:
+    d = run(make_contact(contact_status="\n", contact_milestone="x\ny"), prop_event("contact_status", "\n"))
+    assert d.needs_history and "\n" not in d.reason and d.reason.endswith(".")

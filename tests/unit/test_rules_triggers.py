@@ -76,9 +76,7 @@ def test_app_id_comes_from_the_policy() -> None:
 
 
 def test_merge_names_the_survivor() -> None:
-    raw = make_event(
-        subscriptionType="contact.merge", objectId=51, primaryObjectId=51, mergedObjectIds=[52, "53"]
-    )
+    raw = make_event(subscriptionType="contact.merge", objectId=51, primaryObjectId=51, mergedObjectIds=[52, "53"])
     t = parse_trigger(raw, policy())
     assert t.contact_id == "51" and t.merged_ids == ("52", "53")
     assert parse_trigger({**raw, "newObjectId": 77}, policy()).contact_id == "77"
@@ -110,9 +108,7 @@ def test_webhook_key_is_the_composite_and_survives_retries() -> None:
     first = parse_trigger(make_event(), policy()).event_key
     assert first.startswith(f"hs-62515-9-100-51-{T0}-")
     assert parse_trigger(make_event(attemptNumber=3), policy()).event_key == first
-    assert (
-        parse_trigger(make_event(propertyValue="dead"), policy()).event_key != first
-    )  # eventId is not unique
+    assert parse_trigger(make_event(propertyValue="dead"), policy()).event_key != first  # eventId is not unique
     assert parse_trigger(make_event(occurredAt=T0 + 1), policy()).event_key != first
 
 
@@ -126,25 +122,19 @@ def test_key_without_event_id_is_a_content_hash() -> None:
 def test_email_key_is_the_event_id_else_a_hash() -> None:
     assert parse_trigger(make_email_event(), policy()).event_key == "email-ev-1"
     no_id = parse_trigger(make_email_event(id=None), policy()).event_key
-    assert (
-        no_id.startswith("email-") and no_id == parse_trigger(make_email_event(id=None), policy()).event_key
-    )
+    assert no_id.startswith("email-") and no_id == parse_trigger(make_email_event(id=None), policy()).event_key
 
 
 # -- email events ---------------------------------------------------------------------------------
 EMAIL = [
-    pytest.param(
-        make_email_event("DELIVERED"), {"email_type": "DELIVERED", "campaign_id": "77"}, id="delivered"
-    ),
+    pytest.param(make_email_event("DELIVERED"), {"email_type": "DELIVERED", "campaign_id": "77"}, id="delivered"),
     pytest.param(make_email_event("BOUNCE"), {"email_category": "HARD_BOUNCE"}, id="bounce"),
     pytest.param(
         make_email_event("STATUSCHANGE", subscriptions=[{"status": "UNSUBSCRIBED"}]),
         {"unsubscribed": True},
         id="unsubscribe-list",
     ),
-    pytest.param(
-        make_email_event("STATUSCHANGE", unsubscribed=True), {"unsubscribed": True}, id="unsubscribe-flag"
-    ),
+    pytest.param(make_email_event("STATUSCHANGE", unsubscribed=True), {"unsubscribed": True}, id="unsubscribe-flag"),
     pytest.param(
         make_email_event("STATUSCHANGE", portalSubscriptionStatus="unsubscribed"),
         {"unsubscribed": True},
@@ -160,12 +150,8 @@ EMAIL = [
         {"unsubscribed": False},
         id="subscriptions-not-a-list",
     ),
-    pytest.param(
-        make_email_event("BOUNCE", unsubscribed=True), {"unsubscribed": False}, id="only-statuschange"
-    ),
-    pytest.param(
-        make_email_event("OPEN", created="2025-12-03T13:53:20Z"), {"occurred_at": T0}, id="iso-created"
-    ),
+    pytest.param(make_email_event("BOUNCE", unsubscribed=True), {"unsubscribed": False}, id="only-statuschange"),
+    pytest.param(make_email_event("OPEN", created="2025-12-03T13:53:20Z"), {"occurred_at": T0}, id="iso-created"),
 ]
 
 
@@ -184,12 +170,8 @@ FACTS = [
     pytest.param(make_email_event("STATUSCHANGE"), None, id="status-change-only"),
     pytest.param(make_email_event("SPAMREPORT"), "SPAMREPORT", id="spam"),
     pytest.param(make_email_event("DELIVERED"), None, id="delivered"),
-    pytest.param(
-        make_event(propertyName="hs_email_quarantined", propertyValue="TRUE"), "quarantined", id="prop-case"
-    ),
-    pytest.param(
-        make_event(propertyName="hs_email_hard_bounce_reason_enum", propertyValue=""), None, id="prop-empty"
-    ),
+    pytest.param(make_event(propertyName="hs_email_quarantined", propertyValue="TRUE"), "quarantined", id="prop-case"),
+    pytest.param(make_event(propertyName="hs_email_hard_bounce_reason_enum", propertyValue=""), None, id="prop-empty"),
 ]
 
 
@@ -205,9 +187,7 @@ def test_campaign_fact_follows_the_configured_campaign_list() -> None:
     other = parse_trigger(make_email_event("DELIVERED", emailCampaignId=5), listed)
     assert campaign_fact(other, listed) is None
     assert campaign_fact(parse_trigger(make_email_event("OPEN"), listed), listed) is None
-    assert (
-        campaign_fact(parse_trigger(make_event(subscriptionType="contact.creation"), listed), listed) is None
-    )
+    assert campaign_fact(parse_trigger(make_event(subscriptionType="contact.creation"), listed), listed) is None
 
 
 # -- bad input: one line, names the field ---------------------------------------------------------
@@ -225,9 +205,7 @@ BAD = [
     pytest.param(make_event(objectId=True), "objectId: must be an id", id="bool-object-id"),
     pytest.param(make_event(objectId={"id": 1}), "objectId: must be an id", id="object-object-id"),
     pytest.param(make_event(occurredAt=None), "occurredAt: required", id="no-occurred-at"),
-    pytest.param(
-        make_event(occurredAt="yesterday"), "occurredAt: must be ms since the epoch", id="bad-occurred-at"
-    ),
+    pytest.param(make_event(occurredAt="yesterday"), "occurredAt: must be ms since the epoch", id="bad-occurred-at"),
     pytest.param(make_event(propertyName=None), "propertyName: required", id="no-property-name"),
     pytest.param(make_event(propertyValue=[1]), "propertyValue: must be a string", id="list-value"),
     pytest.param(
@@ -240,9 +218,7 @@ BAD = [
         "fromObjectId: required",
         id="association-without-ids",
     ),
-    pytest.param(
-        make_email_event("EXPLODED"), "unknown email event type 'EXPLODED'", id="unknown-email-type"
-    ),
+    pytest.param(make_email_event("EXPLODED"), "unknown email event type 'EXPLODED'", id="unknown-email-type"),
     pytest.param(make_email_event(created=None), "created: required", id="no-created"),
     pytest.param({"type": None}, "unknown email event type None", id="null-type"),
 ]
@@ -282,11 +258,7 @@ def test_history_is_newest_first_with_iso_or_ms_timestamps() -> None:
     contact = parse_contact(contact_json(history=history))
     entries = contact.history["contact_status"]
     assert [e.value for e in entries] == ["mql", "srl", "prospect", ""]
-    assert (
-        entries[1].timestamp == T0
-        and entries[0].source_type == "INTEGRATION"
-        and entries[0].source_id == APP_ID
-    )
+    assert entries[1].timestamp == T0 and entries[0].source_type == "INTEGRATION" and entries[0].source_id == APP_ID
     assert contact.has_history
 
 
@@ -304,17 +276,13 @@ BAD_CONTACTS = [
     pytest.param({"id": "51", "properties": []}, 'has no "properties"', id="properties-not-object"),
     pytest.param([], "must be a JSON object, got a list", id="list"),
     pytest.param({"properties": {}}, 'has no "id"', id="no-id"),
-    pytest.param(
-        {"id": "1", "properties": {"a": {"b": 1}}}, "properties.a: must be a string", id="nested-value"
-    ),
+    pytest.param({"id": "1", "properties": {"a": {"b": 1}}}, "properties.a: must be a string", id="nested-value"),
     pytest.param(
         {**contact_json(), "propertiesWithHistory": []},
         "propertiesWithHistory: must be an object",
         id="history-not-object",
     ),
-    pytest.param(
-        contact_json(history={"x": {}}), "propertiesWithHistory.x: must be a list", id="entries-not-list"
-    ),
+    pytest.param(contact_json(history={"x": {}}), "propertiesWithHistory.x: must be a list", id="entries-not-list"),
     pytest.param(
         contact_json(history={"x": ["v"]}),
         "propertiesWithHistory.x[0]: must be an object",

@@ -23,9 +23,7 @@ def base() -> dict[str, Any]:
 
 def write(tmp_path: Path, data: Any, name: str = "config.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(
-        data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8"
-    )
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -108,9 +106,7 @@ ERRORS = [
         "has no milestones",
         id="status-without-milestones",
     ),
-    pytest.param(
-        _set("statuses.1.value", "prospect"), "statuses", "duplicate value 'prospect'", id="duplicate-status"
-    ),
+    pytest.param(_set("statuses.1.value", "prospect"), "statuses", "duplicate value 'prospect'", id="duplicate-status"),
     pytest.param(
         _set("statuses.0.manual", ["qualified", "qualified", "dead"]),
         "statuses[0].manual",
@@ -141,12 +137,8 @@ ERRORS = [
         "duplicate reason value 'other_nurture'",
         id="duplicate-reason",
     ),
-    pytest.param(
-        _set("reasons.vip", {"x": "X"}), "reasons", "unknown milestone 'vip'", id="reason-unknown-milestone"
-    ),
-    pytest.param(
-        _set("reasons.unqualified", {}), "reasons.unqualified", "has no reasons", id="empty-reasons"
-    ),
+    pytest.param(_set("reasons.vip", {"x": "X"}), "reasons", "unknown milestone 'vip'", id="reason-unknown-milestone"),
+    pytest.param(_set("reasons.unqualified", {}), "reasons.unqualified", "has no reasons", id="empty-reasons"),
     pytest.param(_set("score", _DELETE), "score", "Field required", id="missing-key"),
     pytest.param(_set("score.threshold", "high"), "score.threshold", "valid number", id="bad-type"),
     pytest.param(
@@ -155,21 +147,15 @@ ERRORS = [
         "unknown status 'vip'",
         id="score-unknown-status",
     ),
-    pytest.param(
-        _set("score.to", "mql/working"), "score.to", "'working' is not allowed in mql", id="score-target"
-    ),
-    pytest.param(
-        _set("campaigns.from", "vip/new"), "campaigns.from", "unknown status 'vip'", id="campaign-source"
-    ),
+    pytest.param(_set("score.to", "mql/working"), "score.to", "'working' is not allowed in mql", id="score-target"),
+    pytest.param(_set("campaigns.from", "vip/new"), "campaigns.from", "unknown status 'vip'", id="campaign-source"),
     pytest.param(
         _set("initial", {"status": "prospect", "milestone": "working"}),
         "initial",
         "'working' is not allowed in prospect",
         id="initial-not-allowed",
     ),
-    pytest.param(
-        _set("dead_milestone", "gone"), "dead_milestone", "unknown milestone 'gone'", id="unknown-dead"
-    ),
+    pytest.param(_set("dead_milestone", "gone"), "dead_milestone", "unknown milestone 'gone'", id="unknown-dead"),
     pytest.param(_set("deals.stages.vip", "x"), "deals.stages", "unknown milestone 'vip'", id="deal-stage"),
     pytest.param(
         _set("routing.default_owners", []),
@@ -183,9 +169,7 @@ ERRORS = [
         "at least one owner",
         id="vertical-without-owners",
     ),
-    pytest.param(
-        _set("tasks.new_mql", _DELETE), "tasks", "missing task template 'new_mql'", id="missing-task"
-    ),
+    pytest.param(_set("tasks.new_mql", _DELETE), "tasks", "missing task template 'new_mql'", id="missing-task"),
     pytest.param(
         _set("tasks.new_mql.due_in_hours", -1),
         "tasks.new_mql.due_in_hours",
@@ -286,9 +270,7 @@ def test_secrets_come_only_from_the_environment_and_stay_out_of_repr() -> None:
     }
     settings = load_settings(CONFIG, environ=env)
     assert settings.access_token == "pat-na1-TOKEN" and settings.client_secret == "shh-SECRET"
-    assert (
-        settings.redis_url == "redis://cache:6379/2" and settings.hubspot_base_url == "http://127.0.0.1:8765"
-    )
+    assert settings.redis_url == "redis://cache:6379/2" and settings.hubspot_base_url == "http://127.0.0.1:8765"
     assert "TOKEN" not in repr(settings) and "SECRET" not in repr(settings)
     bare = load_settings(CONFIG, environ={})
     assert bare.access_token is None and bare.client_secret is None
