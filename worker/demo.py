@@ -254,7 +254,8 @@ def demo(redis_url: str, redis_db: int, workers: int, seed: int, keep_logs: bool
                 children.start(f"worker{i + 1}", "worker")
             wait_http(f"{base}/_sandbox/health", proc=sandbox)
             wait_http(f"{web}/readyz", proc=web_proc)
-        console.print(f"[green]✓[/] Sandbox portal at {base}, webhooks at {web}, {workers} workers, Redis db {redis_db}")
+        console.print(f"[green]✓[/] Sandbox portal at {base}, webhooks at {web}, {workers} workers, "
+                      f"Redis db {redis_db}")
         from worker.settings import load_settings
 
         settings = load_settings(environ=env)
