@@ -205,7 +205,8 @@ def _report(portal: Portal, day: Day, conn: redis.Redis, queue: str, started: fl
         companies.add_column(col)
     for co in day.companies:
         props = portal.get("companies", co)
-        companies.add_row(props.get("name") or co, props.get("account_status") or "-", props.get("poc_contact_id") or "-")
+        companies.add_row(props.get("name") or co, props.get("account_status") or "-",
+                          props.get("poc_contact_id") or "-")
     console.print(companies)
     stats = portal.control("stats")
     calls = Table(title=f"HubSpot API calls (worker and reps): {stats['total_calls']} (429s: {stats['rate_limited']}, "
