@@ -152,7 +152,7 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
         busy |= lost
         writes = {cid: u for cid, u in updates.items() if cid in held}
         missing = deps.hubspot.update_objects("contacts", writes) if writes else []
-        _rollup(deps, inbox, triggers, decisions, writes, report)
+        _rollup(deps, inbox, triggers, contacts, decisions, writes, report)
     if busy:
         requeue(inbox.payload_for(busy, email_of))
         log.info("contacts_deferred", contacts=len(busy), why="another job holds their lock")
@@ -164,13 +164,16 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
                             "deals_created": report.deals_created, "unsubscribed": report.unsubscribed})
 
 
-def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], decisions: Mapping[str, Decision],
-            writes: Mapping[str, Mapping[str, str]], report: effects.EffectsReport) -> None:
+def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], read: Mapping[str, Contact],
+            decisions: Mapping[str, Decision], writes: Mapping[str, Mapping[str, str]],
+            report: effects.EffectsReport) -> None:
     contacts = {cid for cid, d in decisions.items() if any(a.type == ActionType.ROLLUP_COMPANIES for a in d.actions)}
     contacts |= {cid for cid, ts in triggers.items() if cid in decisions
                  and any(t.kind in (TriggerKind.ASSOCIATION_CHANGED, TriggerKind.MERGED) for t in ts)}
     if contacts or inbox.companies or report.poc_contacts:
-        rollups.recompute(deps, contacts, inbox.companies, written=writes, poc_contacts=report.poc_contacts)
+        known = {cid: c.properties for cid, c in read.items()}
+        rollups.recompute(deps, contacts, inbox.companies, written=writes, known=known,
+                          poc_contacts=report.poc_contacts)
 
 
 def _count(outcome: Outcome, decisions: Mapping[str, Decision], writes: Mapping[str, Any], missing: list[str],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -29,11 +30,17 @@ class RollupReport:
 
 def recompute(deps: Deps, contact_ids: Iterable[str], company_ids: Iterable[str] = (), *,
               written: Mapping[str, Mapping[str, str]] | None = None,
+              known: Mapping[str, Mapping[str, str | None]] | None = None,
               poc_contacts: Iterable[str] = ()) -> RollupReport:
-    """Recompute every company of `contact_ids` (plus `company_ids`) and write the changes."""
+    """Recompute every company of `contact_ids` (plus `company_ids`) and write the changes.
+
+    `known` holds the properties of contacts this job has just read (so they are not read
+    again); `written` what it has just written (overlaid on what is read or known).
+    """
     policy = deps.settings.policy
     cp, co = policy.contact, policy.company
     written = written or {}
+    known = known or {}
     contact_ids = sorted(set(contact_ids) | set(poc_contacts))
     c2co = deps.hubspot.associations("contacts", "companies", contact_ids) if contact_ids else {}
     companies = sorted({c for ids in c2co.values() for c in ids} | set(company_ids))
@@ -42,7 +49,10 @@ def recompute(deps: Deps, contact_ids: Iterable[str], company_ids: Iterable[str]
         return report
     co2c = deps.hubspot.associations("companies", "contacts", companies)
     members = sorted({c for ids in co2c.values() for c in ids})
-    contact_rows = deps.hubspot.read_objects("contacts", members, [cp.status, cp.lead_gen_suppressed])
+    unknown = [cid for cid in members if cid not in known]
+    contact_rows: dict[str, dict[str, Any]] = {c: {"properties": dict(known[c])} for c in members if c in known}
+    if unknown:
+        contact_rows.update(deps.hubspot.read_objects("contacts", unknown, [cp.status, cp.lead_gen_suppressed]))
     company_rows = deps.hubspot.read_objects("companies", companies, [co.account_status, co.poc_contact_id])
 
     def props(cid: str) -> dict[str, str | None]:
