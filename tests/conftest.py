@@ -16,8 +16,17 @@ TEST_DB = int(os.environ.get("LIFECYCLE_TEST_REDIS_DB", "13"))
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """URL of a live Redis for this test session, on the tests' own database number."""
-    url, server = ensure_redis(os.environ.get("REDIS_URL"))
+    """URL of a live Redis for this test session, on the tests' own database number.
+
+    By default every test session starts a private redis-server (tens of milliseconds), so
+    two runs on one machine never flush each other's data; LIFECYCLE_TEST_SHARED_REDIS=1
+    uses the server at REDIS_URL instead (database 13 of it).
+    """
+    if os.environ.get("LIFECYCLE_TEST_SHARED_REDIS") == "1":
+        url, server = ensure_redis(os.environ.get("REDIS_URL"))
+    else:
+        server = RedisServer().start()
+        url = server.url
     base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
     try:
         yield f"{base}/{TEST_DB}"

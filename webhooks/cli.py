@@ -20,11 +20,11 @@ def _child_exit(server: Any, worker: Any) -> None:
     """gunicorn hook: drop a dead worker's live-gauge files (prometheus multiprocess mode)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def _gunicorn_app(options: dict[str, Any]) -> Any:
-    from gunicorn.app.base import BaseApplication
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
     class WebhookApplication(BaseApplication):  # type: ignore[misc]
         """gunicorn embedded: our options only, no gunicorn command line or config file."""

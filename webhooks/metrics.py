@@ -50,7 +50,7 @@ class Metrics:
         self.multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         if self.multiproc_dir and values.ValueClass is values.MutexValue:
             # prometheus_client was imported before the variable was set: switch to file-backed values.
-            values.ValueClass = values.get_value_class()
+            values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
         registry = None if self.multiproc_dir else CollectorRegistry()
         self._registry = registry
         self._depth = _QueueDepth(queue_name, depth)
@@ -81,6 +81,6 @@ class Metrics:
         if self._registry is not None:
             return generate_latest(self._registry)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self.multiproc_dir)
+        MultiProcessCollector(registry, path=self.multiproc_dir)  # type: ignore[no-untyped-call]
         registry.register(self._depth)
         return generate_latest(registry)

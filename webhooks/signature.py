@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from typing import Protocol
 
 from worker.errors import SignatureError
 
@@ -34,6 +34,12 @@ HEADER_TIMESTAMP = "X-HubSpot-Request-Timestamp"
 HEADER_SIGNATURE = "X-HubSpot-Signature"
 HEADER_VERSION = "X-HubSpot-Signature-Version"
 DEFAULT_MAX_AGE_S = 300
+
+
+class Headers(Protocol):
+    """Anything with a case-insensitive `get` (werkzeug's Headers), or a plain dict."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 # HubSpot decodes exactly these escapes in the URI before signing (v3).
 _URI_DECODE = {
@@ -131,7 +137,7 @@ def verify_request(
     method: str,
     uri: str,
     body: bytes,
-    headers: Mapping[str, str],
+    headers: Headers | dict[str, str],
     now_ms: int,
     max_age_s: int = DEFAULT_MAX_AGE_S,
     allow_legacy: bool = False,
@@ -160,7 +166,7 @@ def verify_request(
     return version
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def _header(headers: Headers | dict[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is None and isinstance(headers, dict):
         lower = name.lower()

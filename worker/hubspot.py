@@ -231,6 +231,18 @@ class HubSpotGateway:
         path = f"/communication-preferences/v4/statuses/{quote(email, safe='')}/unsubscribe-all"
         self._call("commprefs.unsubscribe_all", self._raw_call, "POST", path, qs={"channel": "EMAIL"})
 
+    # -- email events (legacy v1; reconcile) -------------------------------------------------------
+    def email_events(self, *, start_ms: int, end_ms: int, event_type: str | None = None,
+                     campaign_id: str | None = None, offset: str | None = None,
+                     limit: int = 1000) -> dict[str, Any]:
+        """One page of `GET /email/public/v1/events` in [start_ms, end_ms]: {"events", "hasMore", "offset"}."""
+        qs = {"startTimestamp": str(start_ms), "endTimestamp": str(end_ms), "limit": str(limit)}
+        for name, value in (("eventType", event_type), ("campaignId", campaign_id), ("offset", offset)):
+            if value:
+                qs[name] = str(value)
+        answer = self._call("email.events", self._raw_call, "GET", "/email/public/v1/events", qs=qs)
+        return answer if isinstance(answer, dict) else {"events": [], "hasMore": False}
+
     def _raw_call(self, method: str, path: str, *, _request_timeout: tuple[float, float],
                   body: Any = None, qs: Mapping[str, str] | None = None) -> Any:
         response = self._raw(method, path, body=body, qs=qs, timeout=_request_timeout)

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from rules.model import ContactRollupInput
+from rules.model import ContactRollupInput, RollupDecision
 from rules.rollup import rollup_company
 from worker.deps import Deps
 
@@ -61,19 +61,27 @@ def recompute(deps: Deps, contact_ids: Iterable[str], company_ids: Iterable[str]
         return current
 
     poc_by_company = {company: cid for cid in poc_contacts for company in c2co.get(cid, [])}
+    found = [c for c in companies if c in company_rows]
+    for company in sorted(set(companies) - set(found)):
+        log.info("rollup_company_skipped", company_id=company, why="company not found")
+
+    def decide_all(elsewhere: Mapping[str, set[str]]) -> dict[str, RollupDecision]:
+        decisions = {}
+        for company in found:
+            inputs = [ContactRollupInput(cid, props(cid).get(cp.status), props(cid).get(cp.lead_gen_suppressed),
+                                         suppressed_elsewhere=cid in elsewhere.get(company, set()))
+                      for cid in co2c.get(company, []) if cid in contact_rows or cid in written]
+            decisions[company] = rollup_company(company, company_rows[company]["properties"], inputs, policy)
+        return decisions
+
+    first = decide_all({})
+    decisions = decide_all(_suppressed_elsewhere(deps, first, company_rows, co2c))
     company_updates: dict[str, dict[str, str]] = {}
     contact_updates: dict[str, dict[str, str]] = {}
-    for company in companies:
-        if company not in company_rows:
-            log.info("rollup_company_skipped", company_id=company, why="company not found")
-            continue
-        inputs = [ContactRollupInput(cid, props(cid).get(cp.status), props(cid).get(cp.lead_gen_suppressed))
-                  for cid in co2c.get(company, []) if cid in contact_rows or cid in written]
-        current = company_rows[company]["properties"]
-        decision = rollup_company(company, current, inputs, policy)
+    for company, decision in decisions.items():
         updates = dict(decision.company_updates)
         poc = poc_by_company.get(company)
-        if poc and current.get(co.poc_contact_id) != poc:
+        if poc and company_rows[company]["properties"].get(co.poc_contact_id) != poc:
             updates[co.poc_contact_id] = poc
         if updates:
             company_updates[company] = updates
@@ -86,3 +94,37 @@ def recompute(deps: Deps, contact_ids: Iterable[str], company_ids: Iterable[str]
     report.companies_updated = len(company_updates)
     report.contacts_updated = len(contact_updates)
     return report
+
+
+def _suppressed_elsewhere(deps: Deps, first: Mapping[str, RollupDecision], company_rows: Mapping[str, Any],
+                          co2c: Mapping[str, list[str]]) -> dict[str, set[str]]:
+    """For each company, its contacts that another company keeps suppressed (a customer account).
+
+    A contact may belong to several companies; without this, a non-customer company would
+    write `lead_gen_suppressed=false` over the customer company's `true`. Companies of this
+    batch are known; other companies are read only for contacts about to be un-suppressed.
+    """
+    policy = deps.settings.policy
+    ap = policy.company.account_status
+    top = max(policy.statuses, key=lambda s: s.rank).value
+    status = {c: d.company_updates.get(ap) or company_rows[c]["properties"].get(ap) for c, d in first.items()}
+    customers = {c for c, st in status.items() if st == top}
+    result: dict[str, set[str]] = {}
+    for company in first:
+        for other in customers - {company}:
+            shared = set(co2c.get(company, [])) & set(co2c.get(other, []))
+            result.setdefault(company, set()).update(shared)
+    flag = policy.contact.lead_gen_suppressed
+    unsuppress = sorted({cid for d in first.values() for cid, f in d.contact_updates.items() if f.get(flag) == "false"})
+    if not unsuppress:
+        return result
+    c2co = deps.hubspot.associations("contacts", "companies", unsuppress)
+    outside = sorted({c for ids in c2co.values() for c in ids if c not in first})
+    rows = deps.hubspot.read_objects("companies", outside, [ap]) if outside else {}
+    outside_customers = {c for c, row in rows.items() if (row.get("properties") or {}).get(ap) == top}
+    for cid in unsuppress:
+        if outside_customers & set(c2co.get(cid, [])):
+            for company in first:
+                if cid in co2c.get(company, []):
+                    result.setdefault(company, set()).add(cid)
+    return result

@@ -98,7 +98,12 @@ class System:
         raise AssertionError("the system did not settle")
 
     def failed_jobs(self) -> list[str]:
-        return FailedJobRegistry(queue=self.queue).get_job_ids()
+        """Ids of failed jobs; each one's error is printed, so a failing assertion shows why."""
+        ids = FailedJobRegistry(queue=self.queue).get_job_ids()
+        for job_id in ids:
+            job = self.queue.fetch_job(job_id)
+            print(f"failed job {job_id}: {job.latest_result().exc_string if job and job.latest_result() else '?'}")
+        return ids
 
     # -- acting as people and HubSpot --------------------------------------------------------------
     def _api(self, method: str, path: str, token: str = REP, **kw: Any) -> Any:

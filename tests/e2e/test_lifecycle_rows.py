@@ -228,3 +228,22 @@ def test_rollup_takes_the_highest_status_and_follows_association_changes(system:
     system.settle()
     assert system.company(company)["account_status"] == "mql"
     assert system.failed_jobs() == []
+
+
+def test_a_contact_of_a_customer_account_stays_suppressed_when_its_other_company_recomputes(system: System) -> None:
+    buyer = system.rep_create_company(name="Buyer")
+    other_co = system.rep_create_company(name="Elsewhere")
+    shared = system.rep_create_contact(email="shared@ex.test")
+    system.rep_associate(shared, buyer)
+    system.rep_associate(shared, other_co)
+    poc = _sql(system)
+    system.rep_associate(poc, buyer)
+    system.settle()
+    system.rep_update(poc, contact_milestone="convert_to_customer")
+    system.settle()
+    assert system.contact(shared)["lead_gen_suppressed"] == "true"
+    newcomer = system.rep_create_contact(email="new@ex.test", hubspotscore=150)  # recomputes "Elsewhere"
+    system.rep_associate(newcomer, other_co)
+    system.settle()
+    assert system.company(other_co)["account_status"] == "mql"
+    assert system.contact(shared)["lead_gen_suppressed"] == "true"

@@ -89,6 +89,8 @@ def test_a_signed_delivery_becomes_one_job_per_portal(client: FlaskClient, redis
     assert job.timeout == settings.worker.job_timeout_s
     assert job.failure_ttl == settings.worker.failure_ttl_s
     assert job.result_ttl == settings.worker.result_ttl_s
+    assert job.retries_left == len(settings.worker.retry_intervals_s)  # as worker.jobs.enqueue_payload
+    assert job.retry_intervals == list(settings.worker.retry_intervals_s)
     assert job.origin == "hubspot" and job.get_status() == "queued"
 
 

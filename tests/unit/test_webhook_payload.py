@@ -221,3 +221,10 @@ def test_any_json_is_routed_or_refused_with_a_payload_error(data: Any) -> None:
         assert all(len(ev.key) == 32 for ev in routed.events)
         assert len(routed.events) + routed.total_dropped + routed.duplicates == len(data if isinstance(data, list)
                                                                                    else [data])
+
+
+@given(st.integers(0, 2**62), st.integers(0, 2**62), st.text(max_size=30) | st.none() | st.integers())
+def test_the_inlined_property_change_key_is_the_documented_composite(event_id: int, obj: int, value: Any) -> None:
+    event = hubspot_event(eventId=event_id, objectId=obj, propertyValue=value)
+    (routed,) = route(event).events
+    assert routed.key == dedupe_key_hubspot(event)

@@ -1,0 +1,71 @@
+"""`python -m bench.e2e` runs end to end on a tiny burst and reports sane figures (not a performance test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH_DB = 15  # the smoke run's own database (flushed by the bench, and here afterwards)
+
+
+def test_bench_e2e_tiny_burst_end_to_end(redis_url: str, tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    base = redis_url.rsplit("/", 1)[0] + "/0"
+    env = dict(os.environ, COLUMNS="120")
+    for name in ("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_BASE_URL", "LIFECYCLE_CONFIG"):
+        env.pop(name, None)
+    cmd = [sys.executable, "-m", "bench.e2e", "--contacts", "60", "--companies", "6", "--events", "300",
+           "--baseline-events", "30", "--latency-ms", "0", "--rate-limit", "1000/10s", "--workers", "2",
+           "--redis-url", base, "--redis-db", str(BENCH_DB), "--timeout", "60", "--no-stale-bounces",
+           "--json", str(report_path)]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=110)
+    finally:
+        redis.Redis.from_url(f"{redis_url.rsplit('/', 1)[0]}/{BENCH_DB}").flushdb()
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "Traceback" not in out
+    assert time.monotonic() - started < 90
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    ours, naive = report["ours"], report["naive"]
+
+    # the burst went through, nothing was lost and nothing failed
+    assert ours["events"] == 300 and set(ours["events_by_kind"]) == {"score", "delivered", "milestone", "bounce"}
+    failures = {k: v for k, v in ours["checks"].items() if v["failed"]}
+    assert ours["lost"] == 0, json.dumps(failures, indent=1)
+    crossed = ours["checks"]["end state: crosser"]
+    assert crossed["checked"] > 0 and crossed["failed"] == 0  # every contact that crossed 100 ended mql/assigned
+    assert ours["checks"]["crossed 100: one New MQL task"]["failed"] == 0
+    assert ours["checks"]["company account_status = highest member status"]["checked"] == 6
+    assert ours["failed_jobs"] == 0 and ours["jobs"]["jobs"] > 0
+    assert ours["rate_limited"] == 0
+
+    # the figures are consistent with each other
+    assert ours["api_calls"] == sum(ours["calls_by_endpoint"].values()) > 0
+    assert ours["calls_per_event"] == pytest.approx(ours["api_calls"] / ours["events"], abs=1e-3)
+    minimum = ours["minimum"]
+    assert minimum["total"] == sum(p["calls"] for p in minimum["parts"].values()) > 0
+    assert all(p["formula"] for p in minimum["parts"].values())
+    assert ours["ratio_to_minimum"] >= 1.0  # nobody does better than the minimum
+    assert 0 < ours["wall_s"] < 60 and ours["events_per_s"] > 0
+    assert ours["allowed"]["events_per_s"] > 0 and ours["pct_of_allowed"] > 0
+    lag = ours["lag_ms"]
+    assert lag["contacts"] > 0 and 0 <= lag["p50"] <= lag["p99"]
+
+    # the naive baseline: one job per event, one GET at least per event, and more calls per event than ours
+    assert naive["events"] == 30 and naive["failed_jobs"] == 0 and naive["rate_limited"] == 0
+    assert naive["calls_by_endpoint"].get("GET /crm/v3/objects/contacts/{id}", 0) >= 30
+    assert naive["calls_per_event"] >= 1.0
+    assert report["ratios"]["calls_per_event_ours_over_naive"] < 1
+    assert set(report["goals"]) >= {"zero 429s", "nothing lost"}
