@@ -179,10 +179,13 @@ def reconcile(since: str | None, all_: bool, dry_run: bool, batch: int, look_bac
     with _stop_on_signals() as stop:
         if every_s is None:
             sys.exit(_run_once(deps, options, stop))
-        while not stop.is_set():
-            started = time.monotonic()
-            _run_once(deps, options, stop)
-            stop.wait(max(0.0, every_s - (time.monotonic() - started)))  # runs start once per interval
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                _run_once(deps, options, stop)
+                stop.wait(max(0.0, every_s - (time.monotonic() - started)))  # runs start once per interval
+        except KeyboardInterrupt:
+            _fail("interrupted", 1)
     sys.exit(0)
 
 

@@ -42,7 +42,8 @@ def _ledger_key(deps: Deps, key: str) -> str:
     return f"lc:effect:{deps.portal_id}:{key}"
 
 
-def _not_done(deps: Deps, keys: list[str]) -> set[str]:
+def pending_keys(deps: Deps, keys: list[str]) -> set[str]:
+    """The keys among `keys` whose effect the ledger does not record as done."""
     if not keys:
         return set()
     values = deps.redis.mget([_ledger_key(deps, k) for k in keys])
@@ -109,7 +110,7 @@ def _owner_of(deps: Deps, cid: str, contacts: Mapping[str, Contact], updates: Ma
 def create_tasks(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
                  updates: Mapping[str, Mapping[str, str]], report: EffectsReport) -> None:
     wanted = _actions(decisions, ActionType.CREATE_TASK)
-    todo = _not_done(deps, [a.key for _, a in wanted])
+    todo = pending_keys(deps, [a.key for _, a in wanted])
     wanted = [(cid, a) for cid, a in wanted if a.key in todo]
     if not wanted:
         return
@@ -138,7 +139,7 @@ def create_tasks(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping
 def unsubscribe(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
                 report: EffectsReport) -> None:
     wanted = _actions(decisions, ActionType.UNSUBSCRIBE_ALL)
-    todo = _not_done(deps, [a.key for _, a in wanted])
+    todo = pending_keys(deps, [a.key for _, a in wanted])
     email_prop = deps.settings.policy.contact.email
     for cid, action in wanted:
         if action.key not in todo:

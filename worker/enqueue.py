@@ -86,8 +86,9 @@ class EnqueueResult:
     job_ids: tuple[str, ...]
 
 
-def make_redis(url: str, *, timeout_s: float = 2.0) -> Redis:
-    """A Redis client that fails fast (HubSpot waits 5 s at most): short timeouts, one quick retry."""
+def make_redis(url: str, *, timeout_s: float = 1.0) -> Redis:
+    """A Redis client that fails fast: HubSpot gives up on a delivery after 5 s, and a request may
+    wait on Redis a few times (WATCH round, EXEC, one retry), so each wait is short."""
     return Redis.from_url(
         url,
         socket_timeout=timeout_s,

@@ -198,7 +198,7 @@ def _plan_text(deps: Deps, queue: Queue, job: Job) -> str:
         raise ReplayError(f"job {job.id}: dry run: {exc}") from exc
     changing = sorted(cid for cid, d in decisions.items() if not d.is_noop and not d.skip)
     keys = [a.key for d in decisions.values() for a in d.actions if a.type in _LEDGER_ACTIONS]
-    done = set(keys) - effects._not_done(deps, keys)  # the worker's own ledger check
+    done = set(keys) - effects.pending_keys(deps, keys)
     lines = [f"would change {len(changing)} of {len(decisions)} contacts"
              + (f", skip {outcome.skipped}" if outcome.skipped else "")]
     for cid in sorted(decisions):

@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 from tests.e2e.system import APP_ID, APP_TOKEN, SECRET, System
 from worker import reconcile as engine
 from worker.cli import main
-from worker.errors import HubSpotTransientError
+from worker.errors import HubSpotPermanentError, HubSpotTransientError
 from worker.jobs import enqueue_payload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,6 +190,40 @@ def test_an_interrupted_run_resumes_from_the_cursor_without_redoing_the_first_pa
     assert system.conn.get(engine.CURSOR_KEY) is None
     until = json.loads(system.conn.get(engine.LAST_KEY) or b"{}")["until"]
     assert int(system.conn.get(engine.WATERMARK_KEY) or 0) == until
+
+
+def test_a_stop_request_ends_the_run_after_the_current_page_and_keeps_the_cursor(system: System) -> None:
+    with _webhooks_lost(system):
+        ids = [system.rep_create_contact(email=f"s{i}@ex.test") for i in range(5)]
+    report = engine.reconcile(system.deps, engine.Options(mode="all", batch=2),
+                              requeue=lambda p: enqueue_payload(system.deps, p), should_stop=lambda: True)
+    assert (report.completed, report.stopped, report.state.counts.contacts) == (False, "asked to stop", 2)
+    assert system.conn.get(engine.CURSOR_KEY) is not None and system.conn.get(engine.LOCK_KEY) is None
+    assert sum(_state(system, cid) == ("prospect", "new") for cid in ids) == 2
+
+
+def test_a_page_hubspot_refuses_goes_to_the_queue_and_the_run_goes_on(
+        system: System, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _webhooks_lost(system):
+        ids = [system.rep_create_contact(email=f"p{i}@ex.test") for i in range(4)]
+    real = engine.process_inbox
+    calls: list[int] = []
+
+    def refuse_first(deps: Any, inbox: Any, **kw: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise HubSpotPermanentError("contacts.batch.update: HubSpot answered 400", status=400)
+        return real(deps, inbox, **kw)
+
+    monkeypatch.setattr(engine, "process_inbox", refuse_first)
+    result = _reconcile(system, "--all", "--batch", "2")
+    assert result.exit_code == 1
+    assert "2 failed" in result.stdout.splitlines()[-1]
+    assert system.queue.count == 1 and system.conn.get(engine.CURSOR_KEY) is None  # the run completed
+    assert sum(_state(system, cid) == ("", "") for cid in ids) == 2
+    monkeypatch.setattr(engine, "process_inbox", real)
+    system.work()  # the worker finishes the refused page (else it lands in the failed registry for replay)
+    assert all(_state(system, cid) == ("prospect", "new") for cid in ids)
 
 
 def test_a_small_search_cap_splits_windows_and_reaches_every_contact_once(
