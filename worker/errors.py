@@ -5,6 +5,8 @@
     ├── PayloadError             a webhook body or event is malformed (400)
     ├── SignatureError           a webhook signature or timestamp is wrong (401)
     ├── ReplayError              a failed job cannot be replayed
+    ├── ReconcileError           a reconcile run could not start or had to stop
+    │   └── ReconcileLockedError     another reconcile is running
     └── HubSpotError(status)     a HubSpot API call failed
         ├── HubSpotTransientError    429, 5xx, 423, timeouts, connection errors: retry
         └── HubSpotPermanentError    everything else: fail the job
@@ -34,6 +36,14 @@ class SignatureError(LifecycleError):
 
 class ReplayError(LifecycleError):
     """A failed job could not be replayed."""
+
+
+class ReconcileError(LifecycleError):
+    """A reconcile run could not start or had to stop (the cursor is kept)."""
+
+
+class ReconcileLockedError(ReconcileError):
+    """Another reconcile holds `lc:reconcile:lock`."""
 
 
 class HubSpotError(LifecycleError):

@@ -25,7 +25,7 @@ import structlog
 
 from rules.triggers import parse_ms
 from worker.deps import Deps
-from worker.errors import HubSpotError, HubSpotTransientError, LifecycleError
+from worker.errors import HubSpotError, HubSpotTransientError, ReconcileError, ReconcileLockedError
 from worker.process import Inbox, Requeue, plan_inbox, process_inbox
 
 log = structlog.get_logger(__name__)
@@ -42,14 +42,6 @@ DEFAULT_LOOKBACK_S = 600  # search indexing lag and clock skew
 LOCK_TTL_S = 60
 EMAIL_PAGE = 1000
 MODIFIED, OBJECT_ID = "lastmodifieddate", "hs_object_id"
-
-
-class ReconcileError(LifecycleError):
-    """A reconcile run could not start or had to stop (the cursor is kept)."""
-
-
-class ReconcileLockedError(ReconcileError):
-    """Another reconcile holds `lc:reconcile:lock`."""
 
 
 # -- windows and keyset paging (pure) -------------------------------------------------------------

@@ -30,13 +30,14 @@ __all__ = [
     "Item",
     "any_body",
     "deep_json",
-    "encode",
     "delivery",
     "email_body",
-    "hubspot_body",
+    "encode",
     "hostile_text",
+    "hubspot_body",
     "json_values",
     "signature_attack",
+    "unicode_text",
 ]
 
 # Bugs found by this fuzzing and not fixed yet (see the xfail tests; remove a name with its xfail):
@@ -53,22 +54,25 @@ DEEP_BUG_WINDOW = range(900, 1100)  # nesting depths that reach the deep-nesting
 
 # Characters that break naive code: NUL, controls, bidi overrides/isolates, BOM, zero-width,
 # combining marks, non-BMP (emoji, the last code point), quotes, backslash; and short strings
-# that look like escapes. Lone surrogates (category Cs) come with st.characters() once their
-# bug is fixed.
+# that look like escapes.
 HOSTILE_CHARS = (
     "\x00", "\x01", "\x1f", "\x7f", "\n", "\r", "\t", "\u202e", "\u202d", "\u200f", "\u2066", "\u2069",
     "\ufeff", "\u200b", "\u0301", "\U0001f600", "\U0001d11e", "\U0010ffff", "\ue000", "\uffff",
     '"', "'", "\\", "/", "%", "@", "ﷺ", "ي", "é", "²", "١", "\u2028",
 )
 HOSTILE_STRINGS = ("%00", "%2F", "\\u0000", "\\ud800", "${x}", "{{x}}", "<script>", "' OR 1=1 --", "../..")
+_pieces = st.sampled_from(HOSTILE_CHARS + HOSTILE_STRINGS)
+_no_surrogates = st.characters(exclude_categories=("Cs",))
+# Unicode that any correct receiver must store as sent (no lone surrogates): for events whose
+# outcome the tests predict.
+unicode_text = st.lists(st.one_of(_pieces, _no_surrogates), max_size=16).map("".join)
+# Also lone surrogates ("\ud800": valid JSON syntax, not valid Unicode) once their bug is fixed:
+# for bodies where any 2xx/4xx is right.
 if "lone-surrogate" in OPEN_BUGS:
-    _chars = st.characters(exclude_categories=("Cs",))
+    hostile_text = unicode_text
 else:
-    _chars = st.characters()
-    HOSTILE_CHARS += ("\ud800", "\udbff", "\udc00", "\udfff")
-hostile_text = st.lists(
-    st.one_of(st.sampled_from(HOSTILE_CHARS + HOSTILE_STRINGS), _chars), max_size=16
-).map("".join)
+    _lone = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])
+    hostile_text = st.lists(st.one_of(_pieces, st.characters(), _lone), max_size=16).map("".join)
 
 # Numbers as strings and strings that look like numbers.
 numeric_strings = st.one_of(
@@ -91,7 +95,7 @@ json_values = st.recursive(
 
 @st.composite
 def huge_value(draw: st.DrawFn) -> Any:
-    """A big string, list or number (bounded so that a body stays under ~600 kB)."""
+    """A big string, list, object or number (each under ~600 kB encoded)."""
     kind = draw(st.sampled_from(["text", "list", "int", "dict"]))
     size = draw(st.integers(1_000, 150_000))
     if kind == "text":
@@ -266,7 +270,7 @@ def malformed_json(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> bytes:
         return b"\xef\xbb\xbf" + text
     if how == "nan":
         return b'[{"eventId":NaN,"occurredAt":Infinity,"objectId":-Infinity}]'
-    if how == "bigint":  # past Python's 4300-digit limit for int()
+    if how == "bigint":  # around Python's 4300-digit limit for int()
         return b"[" + b"9" * draw(st.integers(4_000, 6_000)) + b"]"
     if how == "comments":
         return b"// hi\n" + text
@@ -331,7 +335,7 @@ def _hubspot_valid(eid: int, draw: st.DrawFn) -> dict[str, Any]:
                              "attemptNumber": draw(st.integers(0, 9))}
     if kind == "contact.propertyChange":
         extra.update(propertyName=draw(st.sampled_from(["hubspotscore", "contact_milestone", "vertical"])),
-                     propertyValue=draw(st.one_of(hostile_text, st.integers(0, 500), st.none())))
+                     propertyValue=draw(st.one_of(unicode_text, st.integers(0, 500), st.none())))
     elif kind == "company.propertyChange":
         extra.update(propertyName=draw(st.sampled_from(["account_status", "poc_contact_id"])))
     elif kind.endswith(".merge"):
@@ -452,7 +456,7 @@ def _uri_attacks(real_url: str) -> st.SearchStrategy[str]:
         f"{scheme}://{host.upper()}/{path}", f"{scheme}://{host}/{path.upper()}", f"/{path}", path,
         f"{scheme}://evil.example/{path}", f"{scheme}://{host}/{path}%20", f"{scheme}://{host}//{path}",
     ]
-    return st.one_of(st.sampled_from(candidates), st.builds(lambda s: real_url + s, hostile_text.filter(bool))) \
+    return st.one_of(st.sampled_from(candidates), st.builds(lambda s: real_url + s, unicode_text.filter(bool))) \
         .filter(lambda u: decode_uri(u) != decode_uri(real_url))
 
 
