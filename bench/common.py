@@ -36,6 +36,19 @@ from worker.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parent.parent
 APP_ID = "4242"
 REP_USER = 7  # the rep whose changes the burst makes (user token user-7, CRM_UI / userId:7)
+SENTINEL = "bench:e2e:sentinel"  # set after the flush; gone = someone else emptied our database mid-run
+
+
+class RedisFlushedError(RuntimeError):
+    """The benchmark's Redis database was emptied by another process during the run."""
+
+
+def check_sentinel(conn: redis.Redis) -> None:
+    if not conn.exists(SENTINEL):
+        raise RedisFlushedError(
+            "the benchmark's Redis database was emptied by another process during the run (queued jobs are "
+            "gone, so the figures would be wrong): use a database nobody else uses (--redis-db) or a private "
+            "Redis (--redis-url)")
 
 
 @dataclass
@@ -107,6 +120,7 @@ def start_system(redis_url: str, redis_db: int, *, workers: int, latency_ms: int
     url = _with_db(redis_url, redis_db)
     conn = redis.Redis.from_url(url)
     conn.flushdb()
+    conn.set(SENTINEL, str(time.time()))
     sandbox_port, web_port = _free_port(), _free_port()
     base, web = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
     env = {**os.environ, "REDIS_URL": url, "HUBSPOT_BASE_URL": base, "HUBSPOT_ACCESS_TOKEN": secrets.token_hex(16),
@@ -148,6 +162,7 @@ def settle(conn: redis.Redis, queues: Sequence[str], portal: Portal, *, timeout_
     deadline = time.monotonic() + timeout_s
     quiet, since = 0, 0.0
     while time.monotonic() < deadline:
+        check_sentinel(conn)
         portal.http.post(f"{portal.base}/_sandbox/webhooks/flush", params={"timeout": 10}, timeout=30)
         now = time.time()
         pending = portal.control("stats")["webhooks"]["pending"]
@@ -157,6 +172,7 @@ def settle(conn: redis.Redis, queues: Sequence[str], portal: Portal, *, timeout_
             since = since if quiet else now
             quiet += 1
             if quiet >= quiet_polls:
+                check_sentinel(conn)
                 return since
         time.sleep(poll_s)
     raise RuntimeError(f"the system did not become quiet within {timeout_s:.0f} s; see the logs")

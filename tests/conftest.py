@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from tools.redis_runtime import RedisServer, ensure_redis
+
+if TYPE_CHECKING:
+    from tests.e2e.system import System
 
 # Tests own one database number of the shared server and flush only it.
 TEST_DB = int(os.environ.get("LIFECYCLE_TEST_REDIS_DB", "13"))
@@ -52,3 +56,15 @@ def private_redis() -> Iterator[RedisServer]:
     """A Redis server of the test's own, which the test may stop and start."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture()
+def system(redis_url: str, redis_conn: redis.Redis) -> Iterator[System]:
+    """The whole system in-process: sandbox, webhook server, Redis, RQ (tests/e2e/system.py)."""
+    from tests.e2e.system import System
+
+    s = System(redis_url).start()
+    try:
+        yield s
+    finally:
+        s.stop()

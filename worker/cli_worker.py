@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import click
-import redis
-from rq import Worker
-from rq.serializers import JSONSerializer
-from rq.worker_pool import WorkerPool
-
-from worker.deps import make_deps, make_queue, set_deps
-from worker.errors import ConfigError
-from worker.settings import load_settings
 
 
 @click.command("worker")
@@ -29,7 +22,19 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
 
     SIGTERM is a warm shutdown: the current job finishes, then the worker exits.
     """
+    if metrics_port:
+        # RQ runs each job in a forked work-horse: metrics must be shared through files,
+        # and prometheus-client picks its mode when first imported, so set it up first.
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="lifecycle-worker-metrics-"))
+    import redis
+    from rq import Worker
+    from rq.serializers import JSONSerializer
+    from rq.worker_pool import WorkerPool
+
+    from worker.deps import make_deps, make_queue, set_deps
+    from worker.errors import ConfigError
     from worker.logs import configure_logging
+    from worker.settings import load_settings
 
     try:
         settings = load_settings(config)
@@ -39,16 +44,23 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
         sys.exit(2)
     configure_logging()
     if metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port)
+        _serve_metrics(metrics_port)
     conn = redis.Redis.from_url(settings.redis_url)
     names = list(queue_names) or [settings.worker.queue]
     if processes > 1:
-        pool = WorkerPool(names, connection=conn, num_workers=processes, serializer=JSONSerializer)
-        pool.start(burst=burst)
+        WorkerPool(names, connection=conn, num_workers=processes, serializer=JSONSerializer).start(burst=burst)
         return
     set_deps(make_deps(settings, conn))
-    queues = [make_queue(settings, conn).__class__(n, connection=conn, serializer=JSONSerializer) for n in names]
+    queues = [make_queue(settings, conn)] if names == [settings.worker.queue] else [
+        make_queue(settings, conn).__class__(n, connection=conn, serializer=JSONSerializer) for n in names]
     w = Worker(queues, connection=conn, serializer=JSONSerializer, name=f"lifecycle-{os.getpid()}")
     w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+
+
+def _serve_metrics(port: int) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)

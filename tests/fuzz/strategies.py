@@ -3,7 +3,7 @@
 Bodies are raw bytes (what is signed and posted). Events start from the shapes HubSpot sends
 (`webhooks.testing`) and are then broken: wrong types, numbers as strings and strings as
 numbers, missing fields, huge values, deep nesting, unicode (non-BMP, NUL, bidi controls).
-`signature_attack()` draws one way of getting the signature headers wrong.
+`signature_attack()` draws one way of getting the signature headers wrong and `forge()` applies it.
 
 `OPEN_BUGS` names the inputs that reproduce bugs still open (each has a strict-xfail test in
 test_webhook_fuzz.py); the strategies leave them out until the fix lands, so `make test`
@@ -20,8 +20,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from webhooks.signature import decode_uri
-from webhooks.testing import email_event, hubspot_event
+from webhooks.signature import HEADER_TIMESTAMP, HEADER_V3, decode_uri, sign_v3
+from webhooks.testing import email_event, hubspot_event, signed_headers
 
 __all__ = [
     "APP_ID",
@@ -33,9 +33,11 @@ __all__ = [
     "delivery",
     "email_body",
     "encode",
+    "forge",
     "hostile_text",
     "hubspot_body",
     "json_values",
+    "other_body",
     "signature_attack",
     "unicode_text",
 ]
@@ -461,8 +463,7 @@ def _uri_attacks(real_url: str) -> st.SearchStrategy[str]:
 
 
 def signature_attack(real_url: str) -> st.SearchStrategy[tuple[Any, ...]]:
-    """One way of getting the signature wrong, as a tuple (name, *params); see
-    test_webhook_fuzz.attack_headers for how each is applied."""
+    """One way of getting the signature wrong, as a tuple (name, *params); `forge` applies it."""
     return st.one_of(
         st.sampled_from([("missing_all",), ("missing_v3",), ("missing_timestamp",), ("v1_only",),
                          ("v2_only",), ("empty_v3",), ("v1_beside_bad_v3",)]),
@@ -481,3 +482,73 @@ def signature_attack(real_url: str) -> st.SearchStrategy[tuple[Any, ...]]:
         st.tuples(st.just("other_body"), st.sampled_from(["append", "drop_last", "flip", "empty", "prefix"])),
         st.tuples(st.just("duplicate_v3"), st.booleans()),
     )
+
+
+def other_body(body: bytes, mode: str) -> bytes:
+    """A body that differs from `body` ("append", "prefix", "drop_last", "flip" or "empty")."""
+    if mode == "append":
+        return body + b" "
+    if mode == "prefix":
+        return b" " + body
+    if mode == "drop_last":
+        return body[:-1] if body else b"x"
+    if mode == "flip":
+        return bytes([body[0] ^ 1]) + body[1:] if body else b"x"
+    return b"" if body else b"x"
+
+
+def forge(attack: tuple[Any, ...], *, secret: str, url: str, body: bytes, now_ms: int,
+          max_age_ms: int) -> tuple[str, list[tuple[str, str]]]:
+    """(query to append to the request path, header list) for posting `body` to `url` with the
+    signature wrong as `attack` (from `signature_attack`) says."""
+    good = signed_headers(secret=secret, url=url, body=body, timestamp_ms=now_ms)
+    sig, ts = good[HEADER_V3], good[HEADER_TIMESTAMP]
+    bogus = sign_v3(secret=secret + "x", method="POST", uri=url, body=body, timestamp=ts)
+    name, *p = attack
+
+    def signed(**kw: Any) -> list[tuple[str, str]]:
+        args: dict[str, Any] = {"secret": secret, "url": url, "body": body, "timestamp_ms": now_ms, **kw}
+        return list(signed_headers(**args).items())
+
+    if name == "missing_all":
+        return "", []
+    if name == "missing_v3":
+        return "", [(HEADER_TIMESTAMP, ts)]
+    if name == "missing_timestamp":
+        return "", [(HEADER_V3, sig)]
+    if name == "empty_v3":
+        return "", [(HEADER_V3, ""), (HEADER_TIMESTAMP, ts)]
+    if name in ("v1_only", "v2_only"):  # valid legacy signatures, but legacy is off
+        return "", signed(legacy=f"{name[:2]}-only")
+    if name == "v1_beside_bad_v3":  # a bad v3 is never rescued by a good legacy signature
+        return "", [(k, bogus if k == HEADER_V3 else v) for k, v in signed(legacy="v1")]
+    if name == "wrong_secret":
+        return "", signed(secret=p[0] if p[0] != secret else secret + "x")
+    if name == "truncated":
+        return "", [(HEADER_V3, sig[: p[0]]), (HEADER_TIMESTAMP, ts)]
+    if name == "flipped":
+        i, c = p
+        c = c if sig[i] != c else ("A" if c != "A" else "B")
+        return "", [(HEADER_V3, sig[:i] + c + sig[i + 1:]), (HEADER_TIMESTAMP, ts)]
+    if name == "garbage_signature":
+        return "", [(HEADER_V3, p[0] if p[0].strip() != sig else p[0] + "x"), (HEADER_TIMESTAMP, ts)]
+    if name == "too_old":
+        return "", signed(timestamp_ms=now_ms - max_age_ms - p[0])
+    if name == "future":
+        return "", signed(timestamp_ms=now_ms + max_age_ms + p[0])
+    if name == "timestamp_mismatch":
+        return "", [(HEADER_V3, sig), (HEADER_TIMESTAMP, str(now_ms + p[0]))]
+    if name == "bad_timestamp":
+        return "", [(HEADER_V3, sign_v3(secret=secret, method="POST", uri=url, body=body, timestamp=p[0])),
+                    (HEADER_TIMESTAMP, p[0])]
+    if name == "other_uri":
+        return "", signed(url=p[0])
+    if name == "query_added":
+        return p[0], [(HEADER_V3, sig), (HEADER_TIMESTAMP, ts)]
+    if name == "other_method":
+        return "", signed(method=p[0])
+    if name == "other_body":
+        return "", signed(body=other_body(body, p[0]))
+    if name == "duplicate_v3":
+        return "", [(HEADER_V3, sig), (HEADER_V3, bogus if p[0] else sig), (HEADER_TIMESTAMP, ts)]
+    raise ValueError(f"unknown attack {name!r}")

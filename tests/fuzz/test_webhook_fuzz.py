@@ -43,7 +43,9 @@ from tests.fuzz.strategies import (
     delivery,
     email_body,
     encode,
+    forge,
     hubspot_body,
+    other_body,
     signature_attack,
 )
 from tools.redis_runtime import RedisServer
@@ -209,72 +211,6 @@ def test_the_body_limit_is_exact(client: FlaskClient, conn: redis.Redis, path: s
 
 
 # -- (b) anything not validly signed -------------------------------------------------------------------------
-def _other_body(body: bytes, mode: str) -> bytes:
-    if mode == "append":
-        return body + b" "
-    if mode == "prefix":
-        return b" " + body
-    if mode == "drop_last":
-        return body[:-1] if body else b"x"
-    if mode == "flip":
-        return bytes([body[0] ^ 1]) + body[1:] if body else b"x"
-    return b"" if body else b"x"  # "empty"
-
-
-def forged(attack: tuple[Any, ...], path: str, body: bytes) -> tuple[str, Any]:
-    """(request path, headers) for posting `body` to `path` with the signature wrong as `attack` says."""
-    url = HOST + path
-    good = signed_headers(secret=SECRET, url=url, body=body, timestamp_ms=NOW_MS)
-    sig, ts = good[HEADER_V3], good[HEADER_TIMESTAMP]
-    name, *p = attack
-    bogus = sign_v3(secret=SECRET + "x", method="POST", uri=url, body=body, timestamp=ts)
-    if name == "missing_all":
-        return path, {}
-    if name == "missing_v3":
-        return path, {HEADER_TIMESTAMP: ts}
-    if name == "missing_timestamp":
-        return path, {HEADER_V3: sig}
-    if name == "empty_v3":
-        return path, {HEADER_V3: "", HEADER_TIMESTAMP: ts}
-    if name in ("v1_only", "v2_only"):  # valid legacy signatures, but legacy is off
-        return path, signed_headers(secret=SECRET, url=url, body=body, timestamp_ms=NOW_MS,
-                                    legacy=f"{name[:2]}-only")
-    if name == "v1_beside_bad_v3":  # a bad v3 is never rescued by a good legacy signature
-        return path, {**signed_headers(secret=SECRET, url=url, body=body, timestamp_ms=NOW_MS, legacy="v1"),
-                      HEADER_V3: bogus}
-    if name == "wrong_secret":
-        secret = p[0] if p[0] != SECRET else SECRET + "x"
-        return path, signed_headers(secret=secret, url=url, body=body, timestamp_ms=NOW_MS)
-    if name == "truncated":
-        return path, {**good, HEADER_V3: sig[: p[0]]}
-    if name == "flipped":
-        i, c = p
-        c = c if sig[i] != c else ("A" if c != "A" else "B")
-        return path, {**good, HEADER_V3: sig[:i] + c + sig[i + 1:]}
-    if name == "garbage_signature":
-        return path, {**good, HEADER_V3: p[0] if p[0].strip() != sig else p[0] + "x"}
-    if name in ("too_old", "future"):
-        when = NOW_MS - MAX_AGE_MS - p[0] if name == "too_old" else NOW_MS + MAX_AGE_MS + p[0]
-        return path, signed_headers(secret=SECRET, url=url, body=body, timestamp_ms=when)
-    if name == "timestamp_mismatch":
-        return path, {**good, HEADER_TIMESTAMP: str(NOW_MS + p[0])}
-    if name == "bad_timestamp":
-        return path, {HEADER_V3: sign_v3(secret=SECRET, method="POST", uri=url, body=body, timestamp=p[0]),
-                      HEADER_TIMESTAMP: p[0]}
-    if name == "other_uri":
-        return path, signed_headers(secret=SECRET, url=p[0], body=body, timestamp_ms=NOW_MS)
-    if name == "query_added":
-        return path + p[0], good
-    if name == "other_method":
-        return path, signed_headers(secret=SECRET, url=url, body=body, timestamp_ms=NOW_MS, method=p[0])
-    if name == "other_body":
-        return path, signed_headers(secret=SECRET, url=url, body=_other_body(body, p[0]), timestamp_ms=NOW_MS)
-    if name == "duplicate_v3":
-        pair = [(HEADER_V3, sig), (HEADER_V3, bogus if p[0] else sig)]
-        return path, [*pair, (HEADER_TIMESTAMP, ts)]
-    raise AssertionError(f"unknown attack {name}")
-
-
 def _legit_or_hostile(endpoint: str) -> st.SearchStrategy[bytes]:
     legit = delivery(endpoint, invalid=False).map(lambda items: encode([ev for _, ev in items]))
     hostile = hubspot_body() if endpoint == "hubspot" else email_body()
@@ -293,8 +229,8 @@ def test_anything_not_validly_signed_is_401_and_stores_nothing(
 ) -> None:
     path, body, attack = case
     conn.flushdb()
-    request_path, headers = forged(attack, path, body)
-    answer = send(client, request_path, body, headers)
+    query, headers = forge(attack, secret=SECRET, url=HOST + path, body=body, now_ms=NOW_MS, max_age_ms=MAX_AGE_MS)
+    answer = send(client, path + query, body, headers)
     assert answer.status == 401, (attack, answer.status, answer.body[:200])
     assert answer.json == {"error": "unauthorized"}
     assert conn.dbsize() == 0
@@ -335,7 +271,7 @@ def test_with_legacy_signatures_on_bad_v1_v2_are_401(
     elif name == "truncated":
         sig = sig[:param]
     elif name == "other_body":
-        other = _other_body(body, param)
+        other = other_body(body, param)
         sig = (sign_v1(secret=SECRET, body=other) if version == "v1"
                else sign_v2(secret=SECRET, method="POST", uri=url, body=other))
     elif name == "other_uri":

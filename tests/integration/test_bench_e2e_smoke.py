@@ -10,29 +10,26 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
+
+from tools.redis_runtime import RedisServer
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-BENCH_DB = 15  # the smoke run's own database (flushed by the bench, and here afterwards)
 
 
-def test_bench_e2e_tiny_burst_end_to_end(redis_url: str, tmp_path: Path) -> None:
+def test_bench_e2e_tiny_burst_end_to_end(private_redis: RedisServer, tmp_path: Path) -> None:
+    """On a Redis of its own: the bench flushes its database, and a shared one may be flushed under it."""
     report_path = tmp_path / "report.json"
-    base = redis_url.rsplit("/", 1)[0] + "/0"
     env = dict(os.environ, COLUMNS="120")
     for name in ("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_BASE_URL", "LIFECYCLE_CONFIG"):
         env.pop(name, None)
     cmd = [sys.executable, "-m", "bench.e2e", "--contacts", "60", "--companies", "6", "--events", "300",
            "--baseline-events", "30", "--latency-ms", "0", "--rate-limit", "1000/10s", "--workers", "2",
-           "--redis-url", base, "--redis-db", str(BENCH_DB), "--timeout", "60", "--no-stale-bounces",
+           "--redis-url", private_redis.url, "--redis-db", "0", "--timeout", "60", "--no-stale-bounces",
            "--json", str(report_path)]
     started = time.monotonic()
-    try:
-        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=110)
-    finally:
-        redis.Redis.from_url(f"{redis_url.rsplit('/', 1)[0]}/{BENCH_DB}").flushdb()
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=110)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert "Traceback" not in out

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from click.testing import CliRunner, Result
 
 from tests.e2e.system import APP_ID, APP_TOKEN, SECRET, System
@@ -30,15 +29,6 @@ from worker.errors import HubSpotPermanentError, HubSpotTransientError
 from worker.jobs import enqueue_payload
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def system(redis_url: str, redis_conn: redis.Redis) -> Iterator[System]:
-    s = System(redis_url).start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _env(system: System) -> dict[str, str]:

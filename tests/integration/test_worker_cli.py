@@ -1,0 +1,55 @@
+"""`lifecycle worker` as the Procfile runs it: config errors exit 2, SIGTERM stops it cleanly,
+and its metrics (incremented in forked work-horses) are served."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+from tests.e2e.system import System
+from worker.jobs import enqueue_payload
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_missing_token_exits_2_with_one_line(redis_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HUBSPOT_ACCESS_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env | {"REDIS_URL": redis_url},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["lifecycle worker: missing environment variable(s): HUBSPOT_ACCESS_TOKEN"]
+
+
+def test_worker_processes_jobs_serves_metrics_and_stops_on_sigterm(system: System) -> None:
+    cid = system.rep_create_contact(email="m@ex.test", hubspotscore=150)
+    system.flush()
+    port = _port()
+    env = dict(os.environ, REDIS_URL=system.redis_url, HUBSPOT_BASE_URL=system.base, HUBSPOT_ACCESS_TOKEN="e2e-app-token",
+               HUBSPOT_APP_ID="4242")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--metrics-port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while system.contact(cid).get("contact_status") != "mql" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert system.contact(cid)["contact_status"] == "mql"
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'lifecycle_hubspot_calls_total{endpoint="contacts.batch.update",status="ok"}' in metrics
+        assert 'lifecycle_jobs_total{outcome="ok"}' in metrics
+        enqueue_payload(system.deps, {"v": 1, "portal_id": 62515, "contacts": {}, "emails": {}, "companies": {}})
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
