@@ -27,15 +27,16 @@ def test_missing_token_exits_2_with_one_line(redis_url: str) -> None:
     done = subprocess.run([sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env | {"REDIS_URL": redis_url},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["lifecycle worker: missing environment variable(s): HUBSPOT_ACCESS_TOKEN"]
+    expected = "lifecycle worker: missing environment variable(s): HUBSPOT_ACCESS_TOKEN"
+    assert done.stderr.strip().splitlines() == [expected]
 
 
 def test_worker_processes_jobs_serves_metrics_and_stops_on_sigterm(system: System) -> None:
     cid = system.rep_create_contact(email="m@ex.test", hubspotscore=150)
     system.flush()
     port = _port()
-    env = dict(os.environ, REDIS_URL=system.redis_url, HUBSPOT_BASE_URL=system.base, HUBSPOT_ACCESS_TOKEN="e2e-app-token",
-               HUBSPOT_APP_ID="4242")
+    env = dict(os.environ, REDIS_URL=system.redis_url, HUBSPOT_BASE_URL=system.base,
+               HUBSPOT_ACCESS_TOKEN="e2e-app-token", HUBSPOT_APP_ID="4242")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--metrics-port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
