@@ -543,6 +543,8 @@ class PhaseResult:
     lag_ms: dict[str, Any]
     allowed: dict[str, Any]
     pct_of_allowed: float | None
+    sender_events_per_s: float  # how fast this box could send the burst: an end-to-end ceiling of its own
+    pct_of_reachable: float | None  # events/s as % of min(allowed, sender ceiling)
     jobs: dict[str, Any]
     failed_jobs: int
     checks: dict[str, Any] = field(default_factory=dict)
@@ -616,6 +618,9 @@ def measure(system: System, plan: Plan, ids: Mapping[int, str], events: Sequence
     n = len(events)
     allowed = _allowed(rate, minimum_, n)
     eps = n / wall if wall > 0 else 0.0
+    sender = n / (last_sent - first) if last_sent > first else 0.0
+    ceilings = [x for x in (allowed.get("events_per_s"), sender) if x]
+    reachable = min(ceilings) if ceilings else None
     jobs = _jobs(system.logs, log_prefix, first)
     failed = FailedJobRegistry(queue, connection=system.conn, serializer=JSONSerializer).count
     result = PhaseResult(
@@ -629,6 +634,8 @@ def measure(system: System, plan: Plan, ids: Mapping[int, str], events: Sequence
                 "contacts": len(lags), "excluded": excluded},
         allowed=allowed,
         pct_of_allowed=round(100 * eps / allowed["events_per_s"], 1) if allowed.get("events_per_s") else None,
+        sender_events_per_s=round(sender, 1),
+        pct_of_reachable=round(100 * eps / reachable, 1) if reachable else None,
         jobs=jobs, failed_jobs=failed, timeline=timeline)
     if check:
         result.checks = checks(system, plan, ids, contacts, company_dumps, tasks)
@@ -769,6 +776,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other test runs)",
         "params": {k: v for k, v in vars(args).items() if k != "argv"},
         "config": config or "config.yaml",
+        "code": _code_version(),
         "logs": logs,
         "ours": asdict(ours),
         "naive": asdict(baseline) if baseline else None,
@@ -837,6 +845,22 @@ def phase_naive(system: System, plan: Plan, deps: Any, rate: Any, args: argparse
                        log_prefix="naive", check=False, timeline=timeline)
 
 
+def _code_version() -> dict[str, Any]:
+    """The commit measured, and the files under test that differed from it (others edit the tree too)."""
+    import subprocess
+
+    from bench.common import REPO
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "worker", "webhooks", "rules", "sandbox", "config.yaml")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [line[3:] for line in dirty.splitlines()]}
+
+
 def _ratios(ours: PhaseResult, naive_: PhaseResult | None) -> dict[str, Any]:
     if naive_ is None:
         return {}
@@ -882,6 +906,8 @@ def print_report(report: Mapping[str, Any]) -> None:
     row("  contacts measured / excluded", lambda r: f"{r['lag_ms']['contacts']} / {r['lag_ms']['excluded']}")
     row("throughput the limit allows (ev/s)", lambda r: r["allowed"].get("events_per_s"))
     row("events/s as % of that", lambda r: r["pct_of_allowed"], "≥ 80 %")
+    row("  sender ceiling on this box (ev/s)", lambda r: r["sender_events_per_s"])
+    row("  % of min(allowed, sender ceiling)", lambda r: r["pct_of_reachable"])
     row("jobs run", lambda r: r["jobs"].get("jobs"))
     row("failed jobs", lambda r: r["failed_jobs"], "0")
     t.add_row("lost (checks failed)", _fmt(ours.get("lost")), "-", "0")

@@ -86,16 +86,49 @@ _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_RUN = b"0" * 19
 
 
+MAX_DEPTH = 32  # HubSpot's events are flat; deeper values cannot be serialised back safely
+
+
 def _loads(body: bytes) -> Any:
+    value = _parse(body)
+    # A cheap bound first (two C-level counts): only a body with many brackets can nest deeply.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        raise PayloadError(f"body nests values more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def _parse(body: bytes) -> Any:
     if _fast_loads is not None and _LONG_RUN not in body.translate(_DIGITS_TO_ZERO):
         try:
             return _fast_loads(body)
         except ValueError:
             pass  # let the stdlib decide (and word the error)
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        value = json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise PayloadError("body is not valid JSON") from None
+    try:  # the stdlib accepts lone UTF-16 surrogates ("\ud800"), which nothing can encode later
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError("body has a string with an invalid unicode escape") from None
+    except RecursionError:
+        raise PayloadError(f"body nests values more than {MAX_DEPTH} levels deep") from None
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, iteratively (a deep value must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _no_constant(name: str) -> Any:

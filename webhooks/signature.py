@@ -99,7 +99,7 @@ def verify_v3(
     if not timestamp:
         raise SignatureError(f"missing {HEADER_TIMESTAMP} header")
     ts = timestamp.strip()
-    if not ts.isdigit() or len(ts) > 16:
+    if not (ts.isascii() and ts.isdigit()) or len(ts) > 16:  # unicode digits pass isdigit()
         raise SignatureError(f"{HEADER_TIMESTAMP}: not milliseconds since the epoch")
     skew_ms = now_ms - int(ts)
     if skew_ms > max_age_s * 1000:

@@ -24,7 +24,7 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from worker.errors import LifecycleError
+from worker.errors import RedisUnavailableError
 
 try:  # ~10x faster than json.dumps for the job data; optional
     import orjson
@@ -63,10 +63,6 @@ BUCKETS = ("contacts", "companies", "emails")
 
 # SET every ledger key of one job to that job's id with the ledger TTL, in one command.
 _LEDGER_SCRIPT = "for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end return #KEYS"
-
-
-class RedisUnavailableError(LifecycleError):
-    """Redis did not answer (or refused the write): nothing was stored; the caller answers 503."""
 
 
 class RoutedEvent(NamedTuple):

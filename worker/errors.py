@@ -4,6 +4,7 @@
     ├── ConfigError              config.yaml or the environment is wrong (exit 2)
     ├── PayloadError             a webhook body or event is malformed (400)
     ├── SignatureError           a webhook signature or timestamp is wrong (401)
+    ├── RedisUnavailableError    Redis did not answer: nothing was stored (503)
     ├── ReplayError              a failed job cannot be replayed
     ├── ReconcileError           a reconcile run could not start or had to stop
     │   └── ReconcileLockedError     another reconcile is running
@@ -32,6 +33,10 @@ class PayloadError(LifecycleError):
 
 class SignatureError(LifecycleError):
     """A webhook request's signature or timestamp is invalid."""
+
+
+class RedisUnavailableError(LifecycleError):
+    """Redis did not answer (or refused the write): nothing was stored; the caller answers 503."""
 
 
 class ReplayError(LifecycleError):

@@ -134,7 +134,8 @@ def check(system: ChaosSystem, stories: list[Story], companies: dict[int, str]) 
         if index not in companies:
             continue
         v.companies += 1
-        props = system.object("companies", companies[index]).get("properties") or {}
+        company_dump = system.object("companies", companies[index])
+        props = company_dump.get("properties") or {}
         why = []
         if (props.get("account_status") or "") not in want["account_status"]:
             why.append(f"account_status {props.get('account_status')!r}, expected {sorted(want['account_status'])}")
@@ -154,6 +155,10 @@ def check(system: ChaosSystem, stories: list[Story], companies: dict[int, str]) 
                 why.append(f"contact {member.cid}: lead_gen_suppressed 'true' outside a customer account")
         if why:
             v.companies_wrong += 1
-            v.problems.append({"company": companies[index], "category": "wrong", "why": why})
+            v.problems.append({"company": companies[index], "category": "wrong", "why": why, "history": {
+                "account_status": _history(company_dump, "account_status"),
+                **{f"{m.cid}.{name}": _history(dumps[m.cid], name)
+                   for m in want["members"] if m.cid in dumps
+                   for name in ("contact_status", "lead_gen_suppressed")}}})
     v.wrong += v.companies_wrong
     return v

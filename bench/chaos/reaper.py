@@ -17,6 +17,14 @@ runs on this host and its pid is dead, or (other hosts) its heartbeat is older t
 the job if RQ failed it (safe: level-triggered rules, idempotent effects), at most
 `max_replays` times per job so a job that kills its worker cannot loop forever.
 
+The same kill also takes RQ's scheduler with it when that worker held the scheduler lock
+(the scheduler is a forked child of one worker): the lock expires after 61 s, but the
+other workers try to take it over only at their next maintenance (again every 10 min),
+and meanwhile every scheduled job — RQ retries with intervals, deferred contacts — waits.
+So the reaper also enqueues scheduled jobs that are overdue by more than
+`overdue_after_s` (taking each out of the ScheduledJobRegistry with ZREM first, so only
+one caller enqueues it), and records how overdue they were.
+
 `RecoveryTracker` measures, for each kill, the time from the SIGKILL to the abandoned job
 leaving "started" (detected) and to it being "finished" (recovered).
 """
@@ -32,6 +40,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.queue import Queue
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key
@@ -51,14 +62,16 @@ def _pid_alive(pid: int) -> bool:
 
 class Reaper:
     def __init__(self, system: ChaosSystem, *, period_s: float = 1.0, stale_after_s: float = 60.0,
-                 max_replays: int = 3) -> None:
+                 max_replays: int = 3, overdue_after_s: float = 5.0) -> None:
         self.system = system
         self.conn = redis.Redis.from_url(system.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.period_s = period_s
         self.stale_after_s = stale_after_s
         self.max_replays = max_replays
         self.host = socket.gethostname()
+        self.overdue_after_s = overdue_after_s
         self.reaped: list[tuple[float, str]] = []
+        self.rescheduled: list[tuple[str, float]] = []  # (job id, seconds overdue)
         self.replayed: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,6 +113,29 @@ class Reaper:
         return (datetime.now(UTC) - when).total_seconds() > self.stale_after_s
 
     def sweep(self) -> list[str]:
+        self.enqueue_overdue()
+        return self.reap()
+
+    def enqueue_overdue(self) -> None:
+        """Scheduled jobs overdue by more than `overdue_after_s`: no scheduler is running."""
+        key = f"rq:scheduled:{QUEUE}"
+        now = time.time()
+        due = self.conn.zrangebyscore(key, 0, now - self.overdue_after_s, withscores=True)
+        if not due:
+            return
+        queue = Queue(QUEUE, connection=self.conn, serializer=JSONSerializer)
+        for raw, score in due:
+            job_id = raw.decode()
+            if not self.conn.zrem(key, job_id):
+                continue  # the scheduler (or another reaper) took it
+            try:
+                job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue
+            queue._enqueue_job(job, at_front=bool(job.enqueue_at_front))
+            self.rescheduled.append((job_id, round(now - score, 1)))
+
+    def reap(self) -> list[str]:
         key = f"rq:wip:{QUEUE}"
         dead: dict[bytes, str] = {}
         for entry in self.conn.zrange(key, 0, -1):
@@ -173,6 +209,9 @@ class RecoveryTracker:
             worker, job_id = (alive or self.system.worker_names)[0], None
         self.system.kill_worker(worker)
         kill = Kill(time.monotonic(), worker, job_id)
+        if job_id and self.system.job_status(job_id) != "started":
+            kill.statuses.append(f"{job_id} {self.system.job_status(job_id)} at the kill (not mid-job)")
+            kill.job_id = None
         self.kills.append(kill)
         return kill
 

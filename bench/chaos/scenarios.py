@@ -95,6 +95,15 @@ def _fmt_recovery(summary: dict[str, Any]) -> str:
     return f"{summary['kills_mid_job']} jobs: median {rec['median']:.0f} s, max {rec['max']:.0f} s{left}"
 
 
+def _options(short: bool, **kw: Any) -> SystemOptions:
+    """Short runs also shorten the per-contact lock TTL (30 s → 10 s): a killed or crashed
+    worker's contacts are free again sooner, so the short scenarios fit in seconds."""
+    opts = SystemOptions(**kw)
+    if short:
+        opts.config["worker"]["lock_ttl_s"] = 10
+    return opts
+
+
 def _in_background(fn: Callable[[], None]) -> threading.Thread:
     t = threading.Thread(target=fn, daemon=True)
     t.start()
@@ -108,7 +117,7 @@ def worker_killed(short: bool, seed: int) -> Result:
     phases 2-3 the prototype reaper; short: the reaper throughout (RQ alone takes minutes)."""
     rng = random.Random(seed)
     result = Result("worker-killed", short)
-    system = ChaosSystem("worker-killed", SystemOptions(workers=3)).start()
+    system = ChaosSystem("worker-killed", _options(short, workers=3)).start()
     started = time.monotonic()
     tracker = RecoveryTracker(system)
     reaper: Reaper | None = None
@@ -155,6 +164,7 @@ def worker_killed(short: bool, seed: int) -> Result:
             result.ok = False
         if reaper:
             result.details["reaped"] = len(reaper.reaped)
+            result.details["overdue_scheduled_enqueued"] = reaper.rescheduled
     finally:
         if reaper:
             reaper.stop()
@@ -169,7 +179,7 @@ def redis_restart(short: bool, seed: int) -> Result:
     same AOF. The webhook answers 503 meanwhile; the sandbox redelivers; nothing is lost."""
     rng = random.Random(seed)
     result = Result("redis-restart", short)
-    system = ChaosSystem("redis-restart", SystemOptions(workers=3)).start()
+    system = ChaosSystem("redis-restart", _options(short, workers=3)).start()
     started = time.monotonic()
     tracker = RecoveryTracker(system)
     reaper = Reaper(system).start()
@@ -199,6 +209,7 @@ def redis_restart(short: bool, seed: int) -> Result:
         _finish(system, result, stories, companies, started)
         result.details["outages"] = outages
         result.details["reaped"] = len(reaper.reaped)
+        result.details["overdue_scheduled_enqueued"] = reaper.rescheduled
         answers = result.details["answers"]
         result.recovery = (f"{len(outages)} outage(s) of {', '.join(str(o['down_s']) for o in outages)} s; "
                            f"503s meanwhile: {answers['http_5xx_redis_down']}, "
@@ -217,12 +228,15 @@ def hubspot_failing(short: bool, seed: int) -> Result:
     `lifecycle replay --all` finishes them."""
     rng = random.Random(seed)
     result = Result("hubspot-failing", short)
-    opts = SystemOptions(workers=3)
-    if short:
-        opts.config["worker"]["http_retry_stop_s"] = 8
+    opts = _options(short, workers=3)
+    if short:  # one RQ retry, 4 s of HTTP retries per run: jobs give up within ~10 s
+        opts.config["worker"].update(retry_intervals_s=[1], http_retry_stop_s=4)
     system = ChaosSystem("hubspot-failing", opts).start()
     started = time.monotonic()
     stop_s = opts.config["worker"]["http_retry_stop_s"]
+    intervals = opts.config["worker"]["retry_intervals_s"]
+    # longer than every run of a job (HTTP retries) and RQ's retries between them: jobs fail
+    outage_s = (len(intervals) + 1) * stop_s + sum(intervals) + 5
     try:
         stories = population(24 if short else 120, rng, f"h{seed}")
         companies = driver.create_companies(system, stories, f"h{seed}")
@@ -238,7 +252,7 @@ def hubspot_failing(short: bool, seed: int) -> Result:
         schedule: dict[int, list[tuple[float, list[dict[str, Any]] | None, str]]] = {
             1: [(0.0, flaky, "20% 5xx"), (0.35, storm, "429 storm"), (0.55, spikes, "10 s latency spikes"),
                 (0.75, timeouts, "timeouts"), (1.0, None, "")],
-            2: [(0.0, outage, f"outage {stop_s + 5} s"), (-1.0, None, "")],
+            2: [(0.0, outage, f"outage {outage_s} s"), (-1.0, None, "outage over")],
             3: [(0.0, flaky, "20% 5xx"), (1.0, None, "")],
         }
         log: list[str] = []
@@ -249,7 +263,7 @@ def hubspot_failing(short: bool, seed: int) -> Result:
             def faults(phase: int = phase, duration: float = duration) -> None:
                 t0 = time.monotonic()
                 for at, rules, label in schedule[phase]:
-                    wait = (stop_s + 5 if at < 0 else at * duration) - (time.monotonic() - t0)
+                    wait = (outage_s if at < 0 else at * duration) - (time.monotonic() - t0)
                     if wait > 0:
                         time.sleep(wait)
                     system.faults(rules)
@@ -309,8 +323,8 @@ def duplicates_disorder(short: bool, seed: int) -> Result:
     result = Result("duplicates-and-disorder", short)
     capture = _Capture()
     _in_background(capture.serve_forever)
-    system = ChaosSystem("duplicates", SystemOptions(workers=3, capture_url=f"http://127.0.0.1:{capture.server_port}")
-                         ).start()
+    system = ChaosSystem("duplicates", _options(short, workers=3,
+                                                capture_url=f"http://127.0.0.1:{capture.server_port}")).start()
     started = time.monotonic()
     posted = {"requests": 0, "events": 0, "aged": 0, "held_back": 0, "status": {}}
     session = requests.Session()
@@ -414,7 +428,7 @@ def concurrent_edits(short: bool, seed: int) -> Result:
     them: the final state must be what the rules say for the rep's last action."""
     rng = random.Random(seed)
     result = Result("concurrent-edits", short)
-    system = ChaosSystem("concurrent", SystemOptions(workers=3)).start()
+    system = ChaosSystem("concurrent", _options(short, workers=3)).start()
     started = time.monotonic()
     try:
         stories = race_population(24 if short else 120, rng, f"c{seed}")
@@ -442,7 +456,7 @@ def soak(short: bool, seed: int, minutes: float = 30.0) -> Result:
     rng = random.Random(seed)
     duration = 20.0 if short else minutes * 60
     result = Result("soak", short)
-    system = ChaosSystem("soak", SystemOptions(workers=3, sample_every_s=2.0 if short else 10.0)).start()
+    system = ChaosSystem("soak", _options(short, workers=3, sample_every_s=2.0 if short else 10.0)).start()
     started = time.monotonic()
     tracker = RecoveryTracker(system)
     reaper = Reaper(system).start()

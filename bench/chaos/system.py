@@ -389,8 +389,8 @@ class ChaosSystem:
         return entry
 
     # -- quiescence -----------------------------------------------------------------------------------
-    def settle(self, timeout_s: float = 300.0, *, replay: bool = True, quiet_polls: int = 4,
-               poll_s: float = 0.5) -> dict[str, Any]:
+    def settle(self, timeout_s: float = 300.0, *, replay: bool = True, quiet_polls: int = 3,
+               poll_s: float = 0.3) -> dict[str, Any]:
         """Wait until nothing is pending anywhere: the sandbox has no webhook to deliver and the
         queue, the started, scheduled and intermediate lists are empty. Failed jobs are replayed
         with `lifecycle replay --all` (what on-call does). Returns what it took."""

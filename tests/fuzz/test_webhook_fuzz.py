@@ -5,7 +5,7 @@ Through Flask's test client, against a private real Redis (flushed before every 
       a 4xx leaves Redis empty, a 2xx stores exactly the jobs and ledger entries it reports;
   (b) anything not validly signed: 401 {"error": "unauthorized"}, Redis untouched, and the log
       line names neither the secret nor the expected signature;
-  (c) valid events mixed with others: as documented in webhooks/__init__.py and issue 4, one
+  (c) valid events mixed with others, as docs/webhooks.md (steps 3 and 4) documents: one
       malformed event makes the whole delivery 400 (the reason names the first bad event) and
       nothing is stored; unknown types, unhandled objects, irrelevant properties and echoes are
       dropped and the rest is accepted (200), each valid event in exactly one job;
@@ -14,8 +14,8 @@ Through Flask's test client, against a private real Redis (flushed before every 
 
 Examples per property are sized for ~30 s in `make test`; set LIFECYCLE_FUZZ_SCALE=10 for a
 deeper local run. With CI set, runs are derandomized (and use no example database), so a CI
-failure reproduces. Bugs found here and not fixed yet are the strict-xfail tests at the end;
-their inputs are kept out of the properties until then (tests/fuzz/strategies.py, OPEN_BUGS).
+failure reproduces. The bugs fuzzing found (a unicode-digit timestamp, lone surrogates, deep
+nesting: each a 500) are fixed; their reproducers stay at the end as regression tests.
 """
 
 from __future__ import annotations
@@ -123,11 +123,11 @@ class Answer:
         return json.loads(self.body)
 
 
-def send(client: FlaskClient, path: str, body: bytes, headers: Any, method: str = "POST") -> Answer:
-    """One request; the app's log output for it is captured too."""
+def send(client: FlaskClient, path: str, body: bytes, headers: Any) -> Answer:
+    """POST one request; the app's log output for it is captured too."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        response = client.open(path, method=method, data=body, headers=headers, content_type="application/json")
+        response = client.post(path, data=body, headers=headers, content_type="application/json")
     return Answer(response.status_code, response.get_data(), out.getvalue())
 
 
@@ -373,10 +373,7 @@ def test_a_delivery_posted_again_enqueues_nothing_twice(
     assert ledger_size(conn) == n_first + n_more
 
 
-# -- bugs found by fuzzing, not fixed yet (reproducers; see OPEN_BUGS in strategies.py) -------------------------
-@pytest.mark.xfail(strict=True, reason="open bug: a unicode-digit X-HubSpot-Request-Timestamp ('²', latin-1 0xB2) "
-                   "passes str.isdigit() in webhooks/signature.py verify_v3, then int() raises -> 500 on an "
-                   "unsigned request")
+# -- bugs fuzzing found, fixed: their reproducers stay as regression tests -------------------------
 @pytest.mark.parametrize("timestamp", ["\u00b2", "\u00b9\u00b3", "1764000000000\u00b2"])
 def test_a_unicode_digit_timestamp_is_401(client: FlaskClient, conn: redis.Redis, timestamp: str) -> None:
     conn.flushdb()
@@ -399,9 +396,6 @@ def _surrogate_bodies() -> list[tuple[str, bytes]]:
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="open bug: a lone UTF-16 surrogate in a JSON string is refused by orjson, "
-                   "taken by the stdlib fallback in webhooks/payload.py _loads, and _digest()'s str.encode() "
-                   "raises UnicodeEncodeError -> 500")
 @pytest.mark.parametrize(("path", "body"), _surrogate_bodies(), ids=["hubspot-escaped", "hubspot-raw", "email-id",
                                                                      "email-content-hash"])
 def test_lone_surrogates_are_answered_without_a_5xx(client: FlaskClient, conn: redis.Redis, path: str,
@@ -420,9 +414,6 @@ def _deep_bodies() -> list[tuple[str, bytes]]:
     return [(p, b.replace(b'"@D@"', nested)) for p, b in ((HUBSPOT, hub), (EMAIL, email), (EMAIL, no_id))]
 
 
-@pytest.mark.xfail(strict=True, reason="open bug: a value nested ~990-1024 deep passes orjson.loads (limit 1024); "
-                   "orjson.dumps refuses it, RQ's json.dumps fallback (worker/enqueue.py _job -> Job.to_dict) and "
-                   "dedupe_key_email's json.dumps raise RecursionError -> 500")
 @pytest.mark.parametrize(("path", "body"), _deep_bodies(), ids=["hubspot", "email", "email-content-hash"])
 def test_deeply_nested_values_are_answered_without_a_5xx(client: FlaskClient, conn: redis.Redis, path: str,
                                                          body: bytes) -> None:
