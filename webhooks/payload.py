@@ -12,6 +12,7 @@ bad field.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import blake2b
@@ -86,13 +87,17 @@ _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_RUN = b"0" * 19
 
 
+_EXPONENT = re.compile(rb"[0-9][eE][+-]?[0-9]")
 MAX_DEPTH = 32  # HubSpot's events are flat; deeper values cannot be serialised back safely
 
 
 def _loads(body: bytes) -> Any:
     value = _parse(body)
-    # A cheap bound first (two C-level counts): only a body with many brackets can nest deeply.
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+    # A cheap bound first (two C-level counts): every item of a top-level array spends at least
+    # one bracket, so depth <= brackets - items + 1; a flat 100-event delivery is never walked.
+    brackets = body.count(b"[") + body.count(b"{")
+    bound = brackets - len(value) + 1 if type(value) is list else brackets
+    if bound > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise PayloadError(f"body nests values more than {MAX_DEPTH} levels deep")
     return value
 
@@ -100,20 +105,31 @@ def _loads(body: bytes) -> Any:
 def _parse(body: bytes) -> Any:
     if _fast_loads is not None and _LONG_RUN not in body.translate(_DIGITS_TO_ZERO):
         try:
-            return _fast_loads(body)
+            value = _fast_loads(body)
         except ValueError:
             pass  # let the stdlib decide (and word the error)
+        else:
+            if _EXPONENT.search(body):  # 1e400 parses as inf, which cannot be stored as JSON
+                _check_encodable(value)
+            return value
     try:
         value = json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise PayloadError("body is not valid JSON") from None
-    try:  # the stdlib accepts lone UTF-16 surrogates ("\ud800"), which nothing can encode later
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    _check_encodable(value)  # the stdlib also accepts lone UTF-16 surrogates ("\\ud800")
+    return value
+
+
+def _check_encodable(value: Any) -> None:
+    """Refuse what parses but cannot be written back: lone surrogates, inf, absurd nesting."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
         raise PayloadError("body has a string with an invalid unicode escape") from None
+    except ValueError:
+        raise PayloadError("body has a number out of range") from None
     except RecursionError:
         raise PayloadError(f"body nests values more than {MAX_DEPTH} levels deep") from None
-    return value
 
 
 def _depth(value: Any) -> int:

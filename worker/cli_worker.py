@@ -33,6 +33,7 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
 
     from worker.deps import make_deps, make_queue, set_deps
     from worker.errors import ConfigError
+    from worker.jobclass import LifecycleJob
     from worker.logs import configure_logging
     from worker.settings import load_settings
 
@@ -48,12 +49,13 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
     conn = redis.Redis.from_url(settings.redis_url)
     names = list(queue_names) or [settings.worker.queue]
     if processes > 1:
-        WorkerPool(names, connection=conn, num_workers=processes, serializer=JSONSerializer).start(burst=burst)
+        WorkerPool(names, connection=conn, num_workers=processes, serializer=JSONSerializer,
+                   job_class=LifecycleJob).start(burst=burst)
         return
     set_deps(make_deps(settings, conn))
-    queues = [make_queue(settings, conn)] if names == [settings.worker.queue] else [
-        make_queue(settings, conn).__class__(n, connection=conn, serializer=JSONSerializer) for n in names]
-    w = Worker(queues, connection=conn, serializer=JSONSerializer, name=f"lifecycle-{os.getpid()}")
+    queues = [make_queue(settings, conn, name) for name in names]
+    w = Worker(queues, connection=conn, serializer=JSONSerializer, job_class=LifecycleJob,
+               name=f"lifecycle-{os.getpid()}")
     w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
 
 

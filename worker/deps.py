@@ -11,6 +11,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from worker.hubspot import HubSpotGateway
+from worker.jobclass import LifecycleJob
 from worker.ratelimit import RateLimiter
 from worker.settings import Settings, load_settings
 
@@ -35,9 +36,10 @@ class Deps:
         return make_queue(self.settings, self.redis)
 
 
-def make_queue(settings: Settings, conn: redis.Redis) -> Queue:
-    return Queue(settings.worker.queue, connection=conn, serializer=JSONSerializer,
-                 default_timeout=settings.worker.job_timeout_s)
+def make_queue(settings: Settings, conn: redis.Redis, name: str | None = None) -> Queue:
+    """The worker's queue: JSON serializer, and a Job class that runs only our entry point."""
+    return Queue(name or settings.worker.queue, connection=conn, serializer=JSONSerializer,
+                 default_timeout=settings.worker.job_timeout_s, job_class=LifecycleJob)
 
 
 def make_deps(settings: Settings, conn: redis.Redis | None = None) -> Deps:

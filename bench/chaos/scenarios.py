@@ -18,7 +18,7 @@ import requests
 from bench.chaos import driver
 from bench.chaos.check import check
 from bench.chaos.reaper import Reaper, RecoveryTracker
-from bench.chaos.stories import ALL_KINDS, Story, make_story, population, race_population
+from bench.chaos.stories import ALL_KINDS, RACE_KINDS, Story, make_story, population, race_population
 from bench.chaos.system import ChaosSystem, SystemOptions, free_port, now_ms
 from sandbox.signing import signature_headers
 
@@ -95,6 +95,14 @@ def _fmt_recovery(summary: dict[str, Any]) -> str:
     return f"{summary['kills_mid_job']} jobs: median {rec['median']:.0f} s, max {rec['max']:.0f} s{left}"
 
 
+def _contacts(short: bool) -> int:
+    return 16 if short else 120  # short: each of the 16 story kinds once
+
+
+def _rate(short: bool) -> float:
+    return 10.0 if short else 8.0  # driver actions per second (creates stay under the users' 10/s)
+
+
 def _options(short: bool, **kw: Any) -> SystemOptions:
     """Short runs also shorten the per-contact lock TTL (30 s → 10 s): a killed or crashed
     worker's contacts are free again sooner, so the short scenarios fit in seconds."""
@@ -122,12 +130,12 @@ def worker_killed(short: bool, seed: int) -> Result:
     tracker = RecoveryTracker(system)
     reaper: Reaper | None = None
     try:
-        stories = population(24 if short else 120, rng, f"k{seed}")
+        stories = population(_contacts(short), rng, f"k{seed}")
         companies = driver.create_companies(system, stories, f"k{seed}")
         native = not short
         if not native:
             reaper = Reaper(system).start()
-        rate = 8.0
+        rate = _rate(short)
         for phase, kills in ((1, 2 if short else 3), (2, 1 if short else 2), (3, 0 if short else 1)):
             count = sum(1 for s in stories for a in s.actions if a.phase == phase)
             duration = count / rate
@@ -185,10 +193,10 @@ def redis_restart(short: bool, seed: int) -> Result:
     reaper = Reaper(system).start()
     outages: list[dict[str, Any]] = []
     try:
-        stories = population(24 if short else 120, rng, f"r{seed}")
+        stories = population(_contacts(short), rng, f"r{seed}")
         companies = driver.create_companies(system, stories, f"r{seed}")
         # phase → (seconds down, SIGKILL instead of SIGTERM)
-        plan = {1: (5.0, False)} if short else {1: (15.0, False), 2: (10.0, True)}
+        plan = {1: (3.0, False)} if short else {1: (15.0, False), 2: (10.0, True)}
         for phase in (1, 2, 3):
             down_s, hard = plan.get(phase, (0.0, False))
 
@@ -202,7 +210,7 @@ def redis_restart(short: bool, seed: int) -> Result:
                                 "signal": "SIGKILL" if hard else "SIGTERM"})
 
             thread = _in_background(outage) if down_s else None
-            result.actions += driver.run_phase(system, stories, phase, companies, rate_per_s=8.0, rng=rng)
+            result.actions += driver.run_phase(system, stories, phase, companies, rate_per_s=_rate(short), rng=rng)
             if thread:
                 thread.join()
             result.details.setdefault("phases", []).append({"phase": phase, "settle": system.settle(300)})
@@ -236,9 +244,9 @@ def hubspot_failing(short: bool, seed: int) -> Result:
     stop_s = opts.config["worker"]["http_retry_stop_s"]
     intervals = opts.config["worker"]["retry_intervals_s"]
     # longer than every run of a job (HTTP retries) and RQ's retries between them: jobs fail
-    outage_s = (len(intervals) + 1) * stop_s + sum(intervals) + 5
+    outage_s = (len(intervals) + 1) * stop_s + sum(intervals) + 3
     try:
-        stories = population(24 if short else 120, rng, f"h{seed}")
+        stories = population(_contacts(short), rng, f"h{seed}")
         companies = driver.create_companies(system, stories, f"h{seed}")
         p = WORKER_PATHS
         flaky = [{"method": "POST", "path": p, "status": 500, "rate": 0.2},
@@ -258,7 +266,7 @@ def hubspot_failing(short: bool, seed: int) -> Result:
         log: list[str] = []
         for phase in (1, 2, 3):
             count = sum(1 for s in stories for a in s.actions if a.phase == phase)
-            duration = max(4.0, count / 8.0)
+            duration = max(4.0, count / _rate(short))
 
             def faults(phase: int = phase, duration: float = duration) -> None:
                 t0 = time.monotonic()
@@ -271,7 +279,7 @@ def hubspot_failing(short: bool, seed: int) -> Result:
                         log.append(f"phase {phase} +{time.monotonic() - t0:.0f}s: {label}")
 
             thread = _in_background(faults)
-            result.actions += driver.run_phase(system, stories, phase, companies, rate_per_s=8.0, rng=rng)
+            result.actions += driver.run_phase(system, stories, phase, companies, rate_per_s=_rate(short), rng=rng)
             thread.join()
             system.faults(None)
             result.details.setdefault("phases", []).append({"phase": phase, "settle": system.settle(300)})
@@ -382,7 +390,7 @@ def duplicates_disorder(short: bool, seed: int) -> Result:
             t.join()
 
     try:
-        stories = population(24 if short else 120, rng, f"d{seed}")
+        stories = population(_contacts(short), rng, f"d{seed}")
         companies = driver.create_companies(system, stories, f"d{seed}")
         held: list[tuple[str, list[dict[str, Any]]]] = []
         for phase in (1, 2, 3):
@@ -423,7 +431,8 @@ def duplicates_disorder(short: bool, seed: int) -> Result:
 
 
 # -- 5. concurrent edits -------------------------------------------------------------------------------------
-def concurrent_edits(short: bool, seed: int) -> Result:
+def concurrent_edits(short: bool, seed: int, kinds: tuple[str, ...] = RACE_KINDS, count: int | None = None
+                     ) -> Result:
     """Reps change the same contacts (as CRM_UI users, 0-300 ms apart) while the workers write
     them: the final state must be what the rules say for the rep's last action."""
     rng = random.Random(seed)
@@ -431,7 +440,7 @@ def concurrent_edits(short: bool, seed: int) -> Result:
     system = ChaosSystem("concurrent", _options(short, workers=3)).start()
     started = time.monotonic()
     try:
-        stories = race_population(24 if short else 120, rng, f"c{seed}")
+        stories = race_population(count or _contacts(short), rng, f"c{seed}", kinds=kinds)
         companies = driver.create_companies(system, stories, f"c{seed}")
         result.actions += driver.run_phase(system, stories, 1, companies, rate_per_s=10.0, rng=rng)
         result.details["setup"] = system.settle(240)

@@ -316,7 +316,9 @@ def make_race(kind: str, n: int, rng: random.Random, run: str, company: int | No
     return Story(kind, n, email, vertical, None, company, acts, ex)
 
 
-def race_population(count: int, rng: random.Random, run: str, per_company: int = 4) -> list[Story]:
-    order = [RACE_KINDS[i % len(RACE_KINDS)] for i in range(count)]
+def race_population(count: int, rng: random.Random, run: str, per_company: int = 4,
+                    kinds: Iterable[str] = RACE_KINDS) -> list[Story]:
+    kinds = list(kinds)
+    order = [kinds[i % len(kinds)] for i in range(count)]
     rng.shuffle(order)
     return [make_race(kind, i, rng, run, i // per_company if per_company else None) for i, kind in enumerate(order)]

@@ -23,6 +23,7 @@ from sandbox.config import SandboxConfig
 from sandbox.server import SandboxServer
 from webhooks import create_app
 from worker.deps import make_deps, make_queue, set_deps
+from worker.jobclass import LifecycleJob
 from worker.settings import Settings, load_settings
 
 SECRET = "e2e-client-secret"
@@ -82,7 +83,8 @@ class System:
         self.session.post(f"{self.base}/_sandbox/webhooks/flush", timeout=30).raise_for_status()
 
     def work(self) -> None:
-        SimpleWorker([self.queue], connection=self.conn, serializer=self.queue.serializer).work(
+        SimpleWorker([self.queue], connection=self.conn, serializer=self.queue.serializer,
+                     job_class=LifecycleJob).work(
             burst=True, logging_level="WARNING")
 
     def settle(self, rounds: int = 8) -> None:

@@ -1,0 +1,81 @@
+"""`python -m bench.chaos --short`, scenario by scenario, as tests (docs/chaos.md).
+
+Each test runs the whole system as the Procfile's processes against its own Redis, injects
+the scenario's faults, settles (replaying failed jobs with `lifecycle replay --all`) and
+checks every contact against what the rules say: nothing lost, nothing wrong, no duplicate
+side effect, no 5xx served to HubSpot on good input while Redis was up. About two minutes
+in all; deselect with `-m "not chaos"`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.chaos import scenarios
+from bench.chaos.scenarios import Result
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
+SEED = 7
+
+# Races the system loses today (see docs/chaos.md, "Findings"): kept out of the must-be-zero
+# run below and asserted on their own, expected to fail until the fixes land.
+KNOWN_RACES = ("race_create_qualified", "race_flipflop", "race_status_edit")
+SAFE_RACES = tuple(k for k in scenarios.RACE_KINDS if k not in KNOWN_RACES)
+
+
+def assert_zeros(result: Result) -> None:
+    problems = result.details.get("verdict", {}).get("problems", [])[:5]
+    context = json.dumps({"notes": result.notes, "problems": problems, "recovery": result.recovery,
+                          "logs": result.details.get("logs"), "traceback": result.details.get("traceback")},
+                         indent=1, default=str)
+    assert result.contacts > 0, context
+    assert result.lost == 0, context
+    assert result.wrong == 0, context
+    assert result.duplicates == 0, context
+    assert result.http_5xx_redis_up == 0, context
+    assert result.ok, context
+
+
+def test_worker_killed_mid_burst_loses_nothing() -> None:
+    result = scenarios.worker_killed(True, SEED)
+    assert_zeros(result)
+    recovery = result.details["recovery"]
+    assert recovery["kills"] >= 3 and recovery["unrecovered"] == 0, recovery
+
+
+def test_redis_restarted_mid_burst_loses_nothing() -> None:
+    result = scenarios.redis_restart(True, SEED)
+    assert_zeros(result)
+    assert result.http_5xx_redis_down > 0, "the webhook answered while Redis was down?"
+
+
+def test_hubspot_failing_converges_after_retries_and_replay() -> None:
+    result = scenarios.hubspot_failing(True, SEED)
+    assert_zeros(result)
+    assert result.details["faults_served"] > 0
+    assert result.replayed_jobs > 0, "the outage was meant to outlast every retry"
+
+
+def test_duplicated_shuffled_and_late_deliveries_apply_once() -> None:
+    result = scenarios.duplicates_disorder(True, SEED)
+    assert_zeros(result)
+    assert result.details["posted"]["aged"] > 0 and result.details["posted"]["held_back"] > 0
+
+
+def test_reps_editing_while_the_worker_writes() -> None:
+    assert_zeros(scenarios.concurrent_edits(True, SEED, kinds=SAFE_RACES, count=18))
+
+
+@pytest.mark.xfail(reason="known races (docs/chaos.md, Findings 1-3): T1 overwrites a milestone a rep set "
+                          "before the first evaluation; a worker write overwrites a newer rep milestone; "
+                          "concurrent company rollups lose lead_gen_suppressed updates", strict=False)
+def test_known_races_between_reps_and_the_worker() -> None:
+    assert_zeros(scenarios.concurrent_edits(True, SEED, kinds=KNOWN_RACES, count=12))
+
+
+def test_short_soak_stays_correct_and_flat() -> None:
+    result = scenarios.soak(True, SEED)
+    assert_zeros(result)
+    assert result.details["memory"]["within_bound"], result.details["memory"]["verdict"]
