@@ -423,7 +423,11 @@ def _t4_email_health(ctx: _Ctx, state: _State) -> _Out:
     latest = max(_person_milestone_times(ctx), default=None)
     stamp = parse_ms(ctx.contact.get(p.milestone_changed_at))
     fresh = [f for f in facts if latest is None or f[0] > latest]
-    known = [f for f in fresh if ctx.contact.has_history or stamp is None or stamp < f[0]]
+    # Without history the stamp proves freshness only for a milestone the worker sets: a rep's
+    # milestone may be newer than the stamp (not processed yet) and newer than the fact.
+    status = ctx.policy.status(state.get(p.status))
+    worker_set = status is not None and state.get(p.milestone) not in status.manual
+    known = [f for f in fresh if ctx.contact.has_history or (worker_set and (stamp is None or stamp < f[0]))]
     if known:
         when, label = known[-1]
         text = f"T4: {label} at {format_ms(when)} → milestone {dead}, status stays {state.get(p.status)}"

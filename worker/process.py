@@ -148,9 +148,9 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
         updates = {cid: dict(d.updates) for cid, d in decisions.items() if d.updates}
         report = effects.perform(deps, contacts, decisions, updates)
         held = locks.still_held(updates)
-        lost = set(updates) - held
-        busy |= lost
-        writes = {cid: u for cid, u in updates.items() if cid in held}
+        moved = _changed_since_read(deps, contacts, held)
+        busy |= (set(updates) - held) | moved
+        writes = {cid: u for cid, u in updates.items() if cid in held and cid not in moved}
         missing = deps.hubspot.update_objects("contacts", writes) if writes else []
         _rollup(deps, inbox, triggers, contacts, decisions, writes, report)
     if busy:
@@ -162,6 +162,22 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
     _observe_lag(deps, triggers, writes)
     return outcome.as_json({"owners_assigned": report.owners_assigned, "tasks_created": report.tasks_created,
                             "deals_created": report.deals_created, "unsubscribed": report.unsubscribed})
+
+
+def _changed_since_read(deps: Deps, contacts: Mapping[str, Contact], ids: set[str]) -> set[str]:
+    """Contacts whose lifecycle properties someone changed since this job read them.
+
+    HubSpot has no conditional update, and a job's side effects take time: re-reading right
+    before the write shrinks the window in which a rep's change could be overwritten by a
+    decision made on older state to one round trip. Such contacts are deferred, not written.
+    """
+    if not ids:
+        return set()
+    c = deps.settings.policy.contact
+    names = (c.status, c.milestone, c.reason)
+    now = deps.hubspot.read_objects("contacts", sorted(ids), list(names))
+    return {cid for cid, row in now.items()
+            if any((row["properties"].get(n) or None) != contacts[cid].get(n) for n in names)}
 
 
 def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], read: Mapping[str, Contact],

@@ -50,7 +50,9 @@ class RateLimiter:
         self._script = conn.register_script(_ACQUIRE)
         self._sleep = sleep
         self.general = Window(max(1, int(requests * (1 - margin))), int(per_s * 1000))
-        self.searches = Window(max(1, int(search_per_s * (1 - margin))), 1000)
+        # Searches are spaced evenly (one per interval) rather than N per rolling second: HubSpot
+        # counts per second and a burst of N at a window's edge can land in one of its seconds.
+        self.searches = Window(1, int(1000 / max(0.1, search_per_s * (1 - margin))))
         self._keys = {False: f"lc:rate:{portal_id}:api", True: f"lc:rate:{portal_id}:search"}
 
     def acquire(self, *, search: bool = False) -> float:

@@ -129,3 +129,25 @@ def test_two_worker_processes_on_the_same_contacts_lose_no_update(system: System
     assert len(tasks) == len(ids)  # one per contact, however many jobs and workers touched it
     assert owners <= {"201", "202"}
     assert system.failed_jobs() == []
+
+
+def test_a_rep_change_made_while_the_job_works_is_not_overwritten(system: System,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker import effects
+
+    cid = system.rep_create_contact(email="race@ex.test")
+    system.settle()
+    real_perform = effects.perform
+
+    def perform_while_a_rep_acts(*args: Any, **kwargs: Any) -> Any:
+        # the job decided T2 (received_campaigns) from what it read; the rep qualifies meanwhile
+        system.rep_update(cid, contact_milestone="qualified")
+        monkeypatch.setattr(effects, "perform", real_perform)
+        return real_perform(*args, **kwargs)
+
+    monkeypatch.setattr(effects, "perform", perform_while_a_rep_acts)
+    system.email_event(type="DELIVERED", recipient="race@ex.test", emailCampaignId=5)
+    system.settle()
+    props = system.contact(cid)
+    assert (props["contact_status"], props["contact_milestone"]) == ("sql", "working")  # the rep's change won
+    assert system.failed_jobs() == []

@@ -30,7 +30,7 @@ def test_limiter_admits_the_limit_minus_margin_per_window_then_waits(redis_conn:
 
 def test_search_has_its_own_window(redis_conn: redis.Redis) -> None:
     limiter = RateLimiter(redis_conn, 1, requests=100, per_s=10, margin=0.0, search_per_s=2, sleep=lambda s: None)
-    assert limiter.acquire(search=True) == 0.0
+    assert limiter.searches.limit == 1 and limiter.searches.window_ms == 500  # evenly spaced: 2/s
     assert limiter.acquire(search=True) == 0.0
     assert limiter.acquire(search=True) > 0.0
     assert limiter.acquire() == 0.0  # general calls are not held up by searches

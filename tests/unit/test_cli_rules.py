@@ -65,7 +65,7 @@ SPEC_ROWS = [
         id="T3",
     ),
     pytest.param(
-        c("mql", "in_review", contact_milestone_changed_at=OLD),
+        c("mql", "assigned", contact_milestone_changed_at=OLD),
         make_email_event("BOUNCE"),
         ["T4"],
         {"contact_milestone": "dead"},

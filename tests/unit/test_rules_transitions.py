@@ -239,7 +239,8 @@ def test_t3_assigns_an_owner_of_the_vertical_once() -> None:
 
 
 # -- T4: email health -----------------------------------------------------------------------------
-MQL = {"contact_status": "mql", "contact_milestone": "in_review", "contact_milestone_changed_at": OLD}
+# A milestone the worker set (assigned): without history, the stamp proves a fact fresh.
+MQL = {"contact_status": "mql", "contact_milestone": "assigned", "contact_milestone_changed_at": OLD}
 DEAD = {"updates": to(milestone="dead"), "actions": [], "rows": ("T4",)}
 T4 = [
     pytest.param(MQL, make_email_event("BOUNCE"), DEAD, id="T4-hard-bounce"),
@@ -362,10 +363,16 @@ STALE = [
         id="stamp-newer-without-history",
     ),
     pytest.param(
-        c("mql", "in_review", contact_milestone_changed_at="2025-12-03T13:53:00Z"),
+        c("mql", "assigned", contact_milestone_changed_at="2025-12-03T13:53:00Z"),
         [make_email_event("BOUNCE", created=T0)],
         DEAD,
         id="stamp-older-iso-is-fresh",
+    ),
+    pytest.param(  # a rep's milestone may be newer than the stamp (not processed yet): ask history
+        c("mql", "in_review", contact_milestone_changed_at="2025-12-03T13:53:00Z"),
+        [make_email_event("BOUNCE", created=T0)],
+        {**NOOP, "needs_history": True, "rows": ("T4",)},
+        id="rep-milestone-with-older-stamp-needs-history",
     ),
     pytest.param(
         make_contact(
