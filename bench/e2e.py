@@ -548,7 +548,8 @@ class PhaseResult:
     jobs: dict[str, Any]
     failed_jobs: int
     checks: dict[str, Any] = field(default_factory=dict)
-    lost: int | None = None
+    lost: int | None = None  # distinct contacts + companies + duplicated task keys that fail a check
+    lost_detail: dict[str, Any] = field(default_factory=dict)
     failed_contacts: dict[str, Any] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
@@ -640,7 +641,8 @@ def measure(system: System, plan: Plan, ids: Mapping[int, str], events: Sequence
     if check:
         result.checks = checks(system, plan, ids, contacts, company_dumps, tasks)
         result.failed_contacts = result.checks.pop("_failed_contacts", {})
-        result.lost = sum(c["failed"] for c in result.checks.values())
+        result.lost_detail = result.checks.pop("_lost")
+        result.lost = result.lost_detail["total"]
     return result
 
 
@@ -653,7 +655,8 @@ def _jobs(log_dir: str, prefix: str, since: float) -> dict[str, Any]:
     if not rows:
         return {"jobs": 0}
     sizes = [int(r.get("contacts", 0)) for r in rows]
-    retries = Counter(str(r.get("status")) for r in job_lines(log_dir, prefix, since, "hubspot_retry"))
+    retry_lines = job_lines(log_dir, prefix, since, "hubspot_retry")
+    retries = Counter(f"{r.get('endpoint')} {r.get('status')}" for r in retry_lines)
     return {"jobs": len(rows), "absorbed": sum(int(r.get("absorbed", 0)) for r in rows),
             "contacts_per_job": {"mean": round(sum(sizes) / len(sizes), 1), "p50": _pct(sizes, 50),
                                  "max": max(sizes)},
@@ -661,27 +664,42 @@ def _jobs(log_dir: str, prefix: str, since: float) -> dict[str, Any]:
             **{k: sum(int(r.get(k, 0) or 0) for r in rows)
                for k in ("written", "noop", "deferred", "skipped", "owners_assigned", "tasks_created",
                          "deals_created", "unsubscribed")},
-            "retries_by_status": dict(retries)}
+            "retries": dict(retries)}
+
+
+CAUSE_STALE_BOUNCE = "stale bounce made the rep's milestone dead (T4 trusted an old stamp)"
+CAUSE_RACE = "rep's change overwritten by a worker write decided before it (read-modify-write race)"
+CAUSE_OTHER = "other"
 
 
 def checks(system: System, plan: Plan, ids: Mapping[int, str], contacts: Mapping[str, dict[str, Any]],
            companies: Mapping[str, dict[str, Any]], tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Nothing lost: every story's end state, one deal / one MQL task each, optouts, company rollups."""
+    """Nothing lost: every story's end state, one deal / one MQL task each, optouts, company rollups.
+
+    Returns the checks, plus `_lost` (distinct contacts, companies and task keys that fail) with each
+    lost contact's likely cause read from its milestone history, and `_failed_contacts` (dumps)."""
     s = system.settings
     p = s.policy.contact
     out: dict[str, dict[str, Any]] = {}
     failed: dict[str, Any] = {}
+    lost_contacts: dict[str, str] = {}  # contact id -> cause
     by_id = {cid: i for i, cid in ids.items()}
 
-    def record(name: str, ok: bool, example: str, cid: str | None = None) -> None:
+    def record(name: str, ok: bool, example: str, cid: str | None = None, end_state: bool = False) -> None:
         c = out.setdefault(name, {"checked": 0, "failed": 0, "examples": []})
         c["checked"] += 1
-        if not ok:
-            c["failed"] += 1
-            if len(c["examples"]) < 5:
-                c["examples"].append(example)
-            if cid is not None and len(failed) < 10 and cid not in failed:
-                failed[cid] = _story_dump(plan, by_id[cid], contacts[cid])
+        if ok:
+            return
+        c["failed"] += 1
+        if len(c["examples"]) < 5:
+            c["examples"].append(example)
+        if cid is None:
+            return
+        person = plan.people[by_id[cid]]
+        if end_state or cid not in lost_contacts:
+            lost_contacts[cid] = _cause(person, contacts[cid], p.milestone) if end_state else CAUSE_OTHER
+        if len(failed) < 10 and cid not in failed:
+            failed[cid] = _story_dump(plan, by_id[cid], contacts[cid])
 
     task_keys = Counter()
     for t in tasks:
@@ -699,8 +717,9 @@ def checks(system: System, plan: Plan, ids: Mapping[int, str], contacts: Mapping
         if story.name == "nurture" and not any(ev.kind == "delivered" for ev in person.events):
             want = ("prospect", "new")
         cid = ids[person.index]
+        # the end state first: a lost contact's cause is read from it
         record(f"end state: {story.name}", (status, milestone) == want,
-               f"contact {cid}: {status}/{milestone}, expected {want[0]}/{want[1]}", cid)
+               f"contact {cid}: {status}/{milestone}, expected {want[0]}/{want[1]}", cid, end_state=True)
         deals = len((obj.get("associations") or {}).get("deals") or {})
         record("deals: exactly the expected number", deals == story.deals,
                f"contact {cid} ({story.name}): {deals} deals, expected {story.deals}", cid)
@@ -728,9 +747,30 @@ def checks(system: System, plan: Plan, ids: Mapping[int, str], contacts: Mapping
         got = companies[co]["properties"].get(s.policy.company.account_status)
         record("company account_status = highest member status", got == top,
                f"company {co}: account_status {got}, members' highest {top}")
+    by_cause = Counter(lost_contacts.values())
+    companies_wrong = out["company account_status = highest member status"]["failed"]
+    out["_lost"] = {"contacts": len(lost_contacts), "by_cause": dict(by_cause), "companies": companies_wrong,
+                    "duplicate_tasks": len(duplicates),
+                    "total": len(lost_contacts) + companies_wrong + len(duplicates)}  # type: ignore[dict-item]
     if failed:
         out["_failed_contacts"] = failed  # type: ignore[assignment]
     return out
+
+
+def _cause(person: Person, obj: Mapping[str, Any], milestone_prop: str) -> str:
+    """Why a contact did not end where its story says, from its milestone history (newest first):
+    the worker wrote the milestone after the rep's last change, with a value that does not follow
+    from it (the stories' reps only set milestones the rows keep, or move on to `working`)."""
+    history = (obj.get("propertiesWithHistory") or {}).get(milestone_prop) or []
+    by_person = [i for i, e in enumerate(history) if e.get("sourceType") != "INTEGRATION"]
+    if not person.story.reps or not by_person:
+        return CAUSE_OTHER
+    after = [e.get("value") for e in history[: by_person[0]]]
+    if "dead" in after and any(ev.kind == "bounce" for ev in person.events):
+        return CAUSE_STALE_BOUNCE
+    if any(v != "working" for v in after):
+        return CAUSE_RACE
+    return CAUSE_OTHER
 
 
 def _story_dump(plan: Plan, index: int, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -853,12 +893,13 @@ def _code_version() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
     dirty = git("status", "--porcelain", "--", "worker", "webhooks", "rules", "sandbox", "config.yaml")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [line[3:] for line in dirty.splitlines()]}
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
+            "uncommitted": [line[3:] for line in dirty.splitlines() if len(line) > 3]}
 
 
 def _ratios(ours: PhaseResult, naive_: PhaseResult | None) -> dict[str, Any]:
@@ -910,7 +951,7 @@ def print_report(report: Mapping[str, Any]) -> None:
     row("  % of min(allowed, sender ceiling)", lambda r: r["pct_of_reachable"])
     row("jobs run", lambda r: r["jobs"].get("jobs"))
     row("failed jobs", lambda r: r["failed_jobs"], "0")
-    t.add_row("lost (checks failed)", _fmt(ours.get("lost")), "-", "0")
+    t.add_row("lost (contacts, companies, dup. tasks)", _fmt(ours.get("lost")), "-", "0")
     console.print(t)
     if report["ratios"]:
         r = report["ratios"]
@@ -936,6 +977,10 @@ def print_report(report: Mapping[str, Any]) -> None:
             e.add_row(endpoint, str(n))
         console.print(e)
         console.print(f"  jobs: {json.dumps(res['jobs'])}")
+    if ours.get("lost_detail"):
+        d = ours["lost_detail"]
+        console.print(f"Lost: {d['contacts']} contacts, {d['companies']} companies, {d['duplicate_tasks']} duplicated "
+                      f"tasks; contacts by likely cause: {json.dumps(d['by_cause'])}")
     if ours.get("checks"):
         c = Table(title="Nothing lost: checks")
         c.add_column("check")

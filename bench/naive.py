@@ -204,6 +204,32 @@ class Naive:
                           m.SimplePublicObjectInput(properties=changes))
 
 
+def _job_class() -> type:
+    """Like worker.jobclass.LifecycleJob: this worker runs nothing but `handle_event` (no callbacks)."""
+    from rq.job import Job
+
+    class NaiveJob(Job):
+        @property
+        def func(self) -> Any:
+            if self.func_name != JOB_FUNC or self.instance is not None:
+                raise RuntimeError(f"job {self.id}: refusing to run {self.func_name!r} (not {JOB_FUNC})")
+            return super().func
+
+        @property
+        def success_callback(self) -> Any:
+            return None
+
+        @property
+        def failure_callback(self) -> Any:
+            return None
+
+        @property
+        def stopped_callback(self) -> Any:
+            return None
+
+    return NaiveJob
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] != ["worker"]:
         print("usage: python -m bench.naive worker", file=sys.stderr)
@@ -222,9 +248,10 @@ def main(argv: list[str]) -> int:
     deps = make_deps(settings, conn)
     set_deps(deps)
     api(deps)  # build the SDK objects before forking, as `lifecycle worker` does
-    queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer)
-    Worker([queue], connection=conn, serializer=JSONSerializer, name=f"naive-{os.getpid()}").work(
-        with_scheduler=False, logging_level="WARNING")
+    job_class = _job_class()
+    queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer, job_class=job_class)
+    Worker([queue], connection=conn, serializer=JSONSerializer, job_class=job_class,
+           name=f"naive-{os.getpid()}").work(with_scheduler=False, logging_level="WARNING")
     return 0
 
 
