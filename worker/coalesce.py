@@ -27,8 +27,9 @@ def absorbed_key(job_id: str) -> str:
     return f"lc:absorbed:{job_id}"
 
 
-def _contacts_in(payload: dict[str, Any]) -> int:
-    return len(payload.get("contacts") or {}) + len(payload.get("emails") or {})
+def _idents(payload: dict[str, Any]) -> set[str]:
+    """The distinct contacts (by id) and recipients (by address) a payload is about."""
+    return {f"c:{c}" for c in payload.get("contacts") or {}} | {f"e:{e}" for e in payload.get("emails") or {}}
 
 
 def absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts: int
@@ -38,15 +39,15 @@ def absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts
     conn = deps.redis
     ids = [i.decode() for i in conn.lrange(key, 0, -1)]
     first_run = not conn.exists(f"{key}:done-absorbing")
-    total = _contacts_in(own)
+    seen = _idents(own)  # distinct: many jobs of a burst are about the same contacts
     payloads = []
     for jid in ids:
         payload = _payload(deps, jid, queue)
         if payload is not None:
             payloads.append(payload)
-            total += _contacts_in(payload)
+            seen |= _idents(payload)
     ttl = deps.settings.worker.failure_ttl_s
-    while first_run and total < max_contacts:
+    while first_run and len(seen) < max_contacts:
         raw = conn.lmove(queue.key, key, "LEFT", "RIGHT")
         if raw is None:
             break
@@ -60,10 +61,10 @@ def absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts
         conn.expire(Job.key_for(jid), ttl)  # queued jobs have no TTL; absorbed ones must not leak
         ids.append(jid)
         payloads.append(payload)
-        total += _contacts_in(payload)
+        seen |= _idents(payload)
     conn.set(f"{key}:done-absorbing", "1", ex=ttl)
     if len(ids) > 0:
-        log.info("jobs_coalesced", absorbed=len(ids), contacts=total)
+        log.info("jobs_coalesced", absorbed=len(ids), contacts=len(seen))
     return ids, payloads
 
 

@@ -127,7 +127,7 @@ class _Worker(_Strict):
     http_retry_stop_s: float = Field(60, gt=0)
     rate_limit: _RateLimit = Field(default_factory=_RateLimit)
     lock_ttl_s: int = Field(30, gt=0)
-    coalesce_max_contacts: int = Field(100, ge=1)
+    coalesce_max_contacts: int = Field(1000, ge=1)
 
 
 class _Group(_Strict):
