@@ -364,6 +364,14 @@ def _t1_initial(ctx: _Ctx, state: _State) -> _Out:
     initial = ctx.policy.initial
     created = any(t.kind is TriggerKind.CREATED for t in ctx.triggers)
     text = f"T1: {'new contact' if created else 'contact'} without a status → {initial}"
+    chosen = state.get(ctx.p.milestone)
+    start = ctx.policy.status(initial.status)
+    if chosen and start is not None and chosen in start.manual:
+        # The worker never wrote this contact, so a person chose this milestone (e.g. created it
+        # Qualified): keep it, and let its row apply next, as if set right after T1.
+        target = Target(initial.status, chosen)
+        return _Step("T1", f"{text}, keeping the milestone {chosen} a person chose", _moves(ctx, state, target),
+                     anchor="initial")
     return _Step("T1", text, _moves(ctx, state, initial), anchor="initial")
 
 
