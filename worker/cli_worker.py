@@ -27,7 +27,6 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
         # and prometheus-client picks its mode when first imported, so set it up first.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="lifecycle-worker-metrics-"))
     import redis
-    from rq import Worker
     from rq.serializers import JSONSerializer
     from rq.worker_pool import WorkerPool
 
@@ -50,13 +49,31 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
     names = list(queue_names) or [settings.worker.queue]
     if processes > 1:
         WorkerPool(names, connection=conn, num_workers=processes, serializer=JSONSerializer,
-                   job_class=LifecycleJob).start(burst=burst)
+                   job_class=LifecycleJob, worker_class=_worker_class()).start(burst=burst)
         return
     set_deps(make_deps(settings, conn))
     queues = [make_queue(settings, conn, name) for name in names]
-    w = Worker(queues, connection=conn, serializer=JSONSerializer, job_class=LifecycleJob,
-               name=f"lifecycle-{os.getpid()}")
+    w = _worker_class()(queues, connection=conn, serializer=JSONSerializer, job_class=LifecycleJob,
+                        name=f"lifecycle-{os.getpid()}")
     w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+
+
+def _worker_class() -> type:
+    """RQ's Worker, looking for abandoned jobs every 30 s instead of every 600 s.
+
+    RQ's defaults check for the jobs of a killed worker every 600 s and let an idle worker
+    block 405 s between looks at the clock; the chaos runs measured recovery within about a
+    minute with these settings (docs/chaos.md).
+    """
+    from rq import Worker
+
+    class LifecycleWorker(Worker):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs.setdefault("maintenance_interval", 30)
+            kwargs.setdefault("worker_ttl", 45)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    return LifecycleWorker
 
 
 def _serve_metrics(port: int) -> None:
