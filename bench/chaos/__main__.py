@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", dest="json_path", help="write the results here")
     args = parser.parse_args(argv)
+    # `timeout`, a CI runner or kill send SIGTERM: unwind, so every scenario stops its processes
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     console = Console(highlight=False, width=max(Console().width, 170))
     names = ORDER if args.scenario == "all" else [args.scenario]
     results: list[Result] = []

@@ -40,7 +40,10 @@ class Verdict:
     def as_json(self) -> dict[str, Any]:
         return {"contacts": self.contacts, "companies": self.companies, "lost": self.lost, "wrong": self.wrong,
                 "duplicates": self.duplicates, "companies_wrong": self.companies_wrong,
-                "dup_by_kind": dict(self.dup_by_kind), "problems": self.problems[:40]}
+                "dup_by_kind": dict(self.dup_by_kind),
+                "problems_by_kind": dict(Counter(f"{p.get('kind', 'company')} ({p['category']})"
+                                                 for p in self.problems)),
+                "problems": self.problems[:40]}
 
 
 def _history(dump: dict[str, Any], name: str, limit: int = 6) -> list[str]:
@@ -78,7 +81,8 @@ def check(system: ChaosSystem, stories: list[Story], companies: dict[int, str]) 
         dups: Counter[str] = Counter()
         state = (props.get("contact_status") or None, props.get("contact_milestone") or None)
         if state[0] not in ex.status or state[1] not in ex.milestone:
-            text = f"state {state[0]}/{state[1]}, expected {'|'.join(sorted(ex.status))}/{'|'.join(sorted(ex.milestone))}"
+            want = f"{'|'.join(sorted(ex.status))}/{'|'.join(sorted(ex.milestone))}"
+            text = f"state {state[0]}/{state[1]}, expected {want}"
             (lost if state in ex.earlier or state[0] is None else wrong).append(text)
         if ex.reason is not None and (props.get("milestone_reason") or None) not in ex.reason:
             wrong.append(f"reason {props.get('milestone_reason')!r}, expected {sorted(ex.reason)}")

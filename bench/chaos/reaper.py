@@ -207,8 +207,9 @@ class RecoveryTracker:
         else:
             alive = [w for w in self.system.worker_names if self.system.procs.alive(w)]
             worker, job_id = (alive or self.system.worker_names)[0], None
-        self.system.kill_worker(worker)
+        pids = self.system.kill_worker(worker)
         kill = Kill(time.monotonic(), worker, job_id)
+        kill.statuses.append(f"killed pids {pids}")
         if job_id and self.system.job_status(job_id) != "started":
             kill.statuses.append(f"{job_id} {self.system.job_status(job_id)} at the kill (not mid-job)")
             kill.job_id = None
@@ -221,7 +222,7 @@ class RecoveryTracker:
                 if k.job_id is None or k.recovered_s is not None:
                     continue
                 status = self.system.job_status(k.job_id) or "gone"
-                if not k.statuses or k.statuses[-1] != status:
+                if k.statuses[-1] != status:
                     k.statuses.append(status)
                 elapsed = round(time.monotonic() - k.at, 2)
                 if k.detected_s is None and status != "started":

@@ -5,7 +5,9 @@ retry policy (attempts, backoff), the fault timeout and the batching window. Thi
 takes the whole config as JSON and adds one read-only endpoint the checks need and the
 sandbox does not keep: `GET /_sandbox/chaos/unsubscribes`, the successful unsubscribe-all calls per
 email address (v4 single and batch), so a second unsubscribe of the same contact shows up
-as a duplicate side effect even though HubSpot's state cannot tell.
+as a duplicate side effect even though HubSpot's state cannot tell; and `POST
+/_sandbox/chaos/latency {"ms": N}`, the extra latency of every API call, set after
+setup-portal so that setting up the portal stays quick.
 
     python -m bench.chaos.sandbox_main '{"port": 0, "webhook_url": "...", ...}'
 
@@ -19,6 +21,7 @@ import signal
 import sys
 import threading
 from collections import Counter
+from dataclasses import replace
 from types import FrameType
 from urllib.parse import unquote
 
@@ -51,6 +54,13 @@ def main(argv: list[str]) -> int:
         with lock:
             counts.update(emails)
         return response
+
+    @app.post("/_sandbox/chaos/latency")
+    def set_latency() -> Response:
+        """Change the extra latency of every API call at run time (after setup-portal)."""
+        sandbox = app.extensions["sandbox"]
+        sandbox.config = replace(sandbox.config, latency_ms=int((request.get_json(silent=True) or {})["ms"]))
+        return jsonify({"latency_ms": sandbox.config.latency_ms})
 
     @app.get("/_sandbox/chaos/unsubscribes")
     def unsubscribes() -> Response:

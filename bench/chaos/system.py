@@ -75,7 +75,8 @@ class SystemOptions:
     web_workers: int = 2
     web_threads: int = 4
     rate_limit: str = "100/10s"           # the sandbox's API limit for the app token (HubSpot's)
-    latency_ms: int = 100                 # every API call takes this long (HubSpot: ~100-300 ms)
+    latency_ms: int = 100                 # every API call takes this long (HubSpot: ~100-300 ms); set
+                                          # after setup-portal
     webhook_max_attempts: int = 10        # HubSpot: 10 retries over 24 h; here 0.5 s · 2^n
     webhook_retry_base_s: float = 0.5
     webhook_timeout_s: float = 5.0        # HubSpot waits 5 s for an answer
@@ -84,6 +85,7 @@ class SystemOptions:
     config: dict[str, dict[str, Any]] = field(default_factory=lambda: json.loads(json.dumps(CHAOS_CONFIG)))
     restart_delay_s: float = 1.0          # supervisor: restart a dead worker after this long
     sample_every_s: float = 0.0           # RSS sampling period (0: off)
+    worker_argv: tuple[str, ...] = ("-m", "worker.cli", "worker")  # or ("-m", "bench.chaos.worker_proposed")
 
 
 @dataclass
@@ -132,16 +134,27 @@ class Procs:
         with self.lock:
             return self.start(name, self.procs[name].argv)
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> list[int]:
+        """Signal the process and every descendant. A process group is not enough: RQ's work
+        horse calls setpgrp(), so killpg() on the worker leaves the horse running its job."""
         with self.lock:
             proc = self.procs[name]
             proc.expected_dead = True
+            pids: list[int] = []
             if proc.popen.poll() is None:
                 try:
-                    os.killpg(proc.popen.pid, sig)
-                except ProcessLookupError:
-                    pass
+                    tree = [psutil.Process(proc.popen.pid)]
+                    tree += tree[0].children(recursive=True)
+                except psutil.Error:
+                    tree = []
+                for p in tree:
+                    try:
+                        p.send_signal(sig)
+                        pids.append(p.pid)
+                    except psutil.Error:
+                        pass
         proc.popen.wait(10)
+        return pids
 
     def alive(self, name: str) -> bool:
         proc = self.procs.get(name)
@@ -162,11 +175,7 @@ class Procs:
             try:
                 proc.popen.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.popen.wait(5)
+                self.kill(proc.name)
 
 
 class ChaosSystem:
@@ -212,7 +221,7 @@ class ChaosSystem:
         sandbox_config = {
             "port": self.sandbox_port, "webhook_url": crm_url, "email_webhook_url": email_url,
             "client_secret": self.secret, "app_id": int(APP_ID), "app_token": self.token, "portal_id": PORTAL_ID,
-            "rate_limit": self.opts.rate_limit, "seed": "none", "latency_ms": self.opts.latency_ms,
+            "rate_limit": self.opts.rate_limit, "seed": "none",
             "webhook_max_attempts": self.opts.webhook_max_attempts,
             "webhook_retry_base_s": self.opts.webhook_retry_base_s,
             "webhook_timeout_s": self.opts.webhook_timeout_s, "fault_timeout_s": self.opts.fault_timeout_s,
@@ -224,10 +233,11 @@ class ChaosSystem:
                                  "--threads", str(self.opts.web_threads)])
         self.worker_names = [f"worker{i + 1}" for i in range(self.opts.workers)]
         for name in self.worker_names:
-            self.procs.start(name, [py, "-m", "worker.cli", "worker"])
+            self.procs.start(name, [py, *self.opts.worker_argv])
         self._wait_http(f"{self.base}/_sandbox/health", "sandbox")
         self._wait_http(f"{self.web}/readyz", "web")
         self._setup_portal()
+        self.control("POST", "/_sandbox/chaos/latency", json={"ms": self.opts.latency_ms})
         self._spawn(self._supervisor)
         self._spawn(self._poll_webhook_log)
         if self.opts.sample_every_s:
@@ -306,6 +316,7 @@ class ChaosSystem:
         raise RuntimeError(f"{method} {path}: still failing after 60 attempts")
 
     def faults(self, rules: list[dict[str, Any]] | None) -> None:
+        """Replace the sandbox's fault rules with `rules` (None: clear them)."""
         if rules:
             self.control("POST", "/_sandbox/faults", json={"rules": rules})
         else:
@@ -423,9 +434,11 @@ class ChaosSystem:
         return {"settled": False, "seconds": round(time.monotonic() - started, 1), "replays": replays, "last": last}
 
     # -- faults on processes -------------------------------------------------------------------------
-    def kill_worker(self, name: str) -> None:
+    def kill_worker(self, name: str) -> list[int]:
+        """SIGKILL a worker process and all its children (work horse, scheduler): a machine or
+        container dying under it."""
         self.kills.append((time.monotonic(), name))
-        self.procs.kill(name, signal.SIGKILL)
+        return self.procs.kill(name, signal.SIGKILL)
 
     def stop_redis(self, hard: bool = False) -> None:
         self.redis_down.append([now_ms(), None])
