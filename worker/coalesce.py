@@ -53,9 +53,11 @@ def absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts
             break
         jid = raw.decode()
         payload = _payload(deps, jid, queue)
-        if payload is None:
+        if payload is None or conn.exists(absorbed_key(jid)):
+            # Not ours to take: another function, or a rerun (retry, abandoned, replay) that carries
+            # absorbed jobs of its own, which only it processes. Back to the front of the queue.
             conn.lrem(key, 1, jid)
-            conn.lpush(queue.key, jid)  # not ours to take: back to the front of the queue
+            conn.lpush(queue.key, jid)
             break
         conn.expire(key, ttl)
         conn.expire(Job.key_for(jid), ttl)  # queued jobs have no TTL; absorbed ones must not leak

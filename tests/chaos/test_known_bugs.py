@@ -74,3 +74,31 @@ def test_a_late_milestone_event_does_not_duplicate_the_reason_required_task(inpr
     props = inproc.contact(cid)
     assert (props["contact_status"], props["contact_milestone"]) == ("mql", "return_to_nurture")
     assert len(_tasks(inproc, cid, "reason_required")) == 1
+
+
+def test_a_retried_job_absorbed_by_another_keeps_the_jobs_it_had_absorbed(inproc: System) -> None:
+    from rq.job import Job
+
+    from worker import coalesce
+    from worker.jobs import enqueue_payload
+
+    inproc.session.post(f"{inproc.base}/_sandbox/webhooks/pause", timeout=10).raise_for_status()
+    ids = [inproc.rep_create_contact(email=f"a{i}@ex.test", hubspotscore=150) for i in range(4)]
+    inproc.session.post(f"{inproc.base}/_sandbox/webhooks/resume", timeout=10).raise_for_status()
+
+    def payload(cid: str) -> dict[str, Any]:  # "look at this contact" (as reconcile enqueues it)
+        return {"v": 1, "portal_id": 62515, "source": "test", "contacts": {cid: []}, "emails": {}, "companies": {}}
+
+    a, b, c = (enqueue_payload(inproc.deps, payload(cid)) for cid in ids[:3])
+    queue = inproc.queue
+    # Job A starts (dequeued) and absorbs B and C, then its worker dies (SIGKILL) ...
+    assert inproc.conn.lpop(queue.key) == a.id.encode()
+    taken, _ = coalesce.absorb(inproc.deps, Job.fetch(a.id, connection=inproc.conn, serializer=queue.serializer),
+                               queue, payload(ids[0]), 100)
+    assert taken == [b.id, c.id]
+    # ... a new delivery D is queued, then RQ retries A (abandoned) behind it.
+    enqueue_payload(inproc.deps, payload(ids[3]))
+    queue.enqueue_job(Job.fetch(a.id, connection=inproc.conn, serializer=queue.serializer))
+    inproc.work()  # D runs first and absorbs A
+    for cid in ids:
+        assert inproc.contact(cid)["contact_status"] == "mql", f"contact {cid} was never processed"
