@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import redis
 from rq import SimpleWorker
 from rq.job import Job
@@ -13,20 +15,19 @@ from worker.jobclass import LifecycleJob
 from worker.settings import load_settings
 
 
-def test_a_job_naming_another_function_is_refused_not_run(redis_conn: redis.Redis) -> None:
+def test_a_job_naming_another_function_is_refused_not_run(redis_conn: redis.Redis, tmp_path: Path) -> None:
     settings = load_settings(environ={})
     queue = make_queue(settings, redis_conn)
     # what an attacker with write access to Redis could plant: a JSON job calling os.system
-    planted = plant_job(redis_conn, settings.worker.queue, "os.system", "touch /tmp/lifecycle-pwned-test")
+    marker = tmp_path / "pwned"
+    planted = plant_job(redis_conn, settings.worker.queue, "os.system", f"touch {marker}")
     SimpleWorker([queue], connection=redis_conn, serializer=JSONSerializer, job_class=LifecycleJob).work(
         burst=True, logging_level="ERROR")
     registry = FailedJobRegistry(queue=queue)
     assert planted in registry.get_job_ids()
     job = LifecycleJob.fetch(planted, connection=redis_conn, serializer=JSONSerializer)
     assert "refusing to run 'os.system'" in (job.latest_result().exc_string or "")
-    import os
-
-    assert not os.path.exists("/tmp/lifecycle-pwned-test")
+    assert not marker.exists()
 
 
 def test_callbacks_are_refused(redis_conn: redis.Redis) -> None:
