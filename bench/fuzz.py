@@ -30,7 +30,6 @@ import json
 import os
 import random
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -59,6 +58,7 @@ from tools.redis_runtime import RedisServer, free_port
 from webhooks.signature import HEADER_TIMESTAMP, HEADER_V3, sign_v3
 from webhooks.testing import email_event, hubspot_event, signed_headers
 from worker.enqueue import LEDGER_PREFIX
+from worker.procs import stop_group
 
 SECRET = "bench-fuzz-client-secret"
 HUBSPOT, EMAIL = "/webhooks/hubspot", "/webhooks/email-events"
@@ -587,13 +587,7 @@ def serve(redis_url: str, workers: int, threads: int, log_path: Path) -> Iterato
             time.sleep(0.1)
         yield port, proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(proc)
 
 
 def _log_counts(log_path: Path) -> dict[str, int]:

@@ -22,7 +22,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from worker.procs import stop_group
 
 SECRET = "bench-client-secret"
 EVENTS_PER_DELIVERY = 100
@@ -293,13 +294,7 @@ def start_server(redis_url: str, port: int, workers: int, threads: int) -> subpr
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    stop_group(proc)
 
 
 # -- CPU accounting (Linux /proc; diagnostics only) ------------------------------------------------

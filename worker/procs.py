@@ -54,6 +54,17 @@ class Children:
                 proc.wait(5)
 
 
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """End a child started with `start_new_session=True`: SIGTERM its group, then SIGKILL."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 def wait_http(url: str, timeout_s: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Wait until `url` answers 2xx (or raise, also when `proc` died)."""
     deadline = time.monotonic() + timeout_s

@@ -18,6 +18,7 @@ import redis
 
 from tools.redis_runtime import free_port
 from webhooks.testing import encode, hubspot_event, signed_headers
+from worker.procs import stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +63,7 @@ def server(redis_url: str, redis_conn: redis.Redis, tmp_path: Path) -> Iterator[
             time.sleep(0.1)
         yield port, proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(proc)
 
 
 def deliver(port: int, events: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
