@@ -482,9 +482,14 @@ def _manual_row(ctx: _Ctx, state: _State) -> _Out:
     return _stable(ctx, state, row)
 
 
-def _hold(ctx: _Ctx, state: _State, row: ManualTransition) -> _Step:
+def _hold(ctx: _Ctx, state: _State, row: ManualTransition) -> _Step | _NeedsHistory:
     """T8 (and T9 otherwise): no valid reason → keep the milestone, ask the owner for a reason."""
     name = "T8" if row.to is not None else row.row
+    milestone = state.get(ctx.p.milestone)
+    if not ctx.contact.has_history and not any(t.value == milestone for t in _milestone_triggers(ctx)):
+        # The task's key is the time of the change to this milestone; without its event or history
+        # the stamp may still be an older change's, and a later evaluation would key a second task.
+        return _NeedsHistory(name, f"{name}: {row.milestone} is held; the time of that change needs history")
     reason = state.get(ctx.p.reason)
     got = f"{reason} is not a {row.milestone} reason" if reason else "none given"
     text = f"{name}: {row.milestone} in {row.status} needs a reason ({got}) → held, task for the owner"

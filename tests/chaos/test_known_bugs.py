@@ -57,8 +57,6 @@ def test_a_contact_created_qualified_by_a_rep_becomes_sql(inproc: System) -> Non
     assert len(inproc.objects("deals")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="Finding 4: the hold's task key falls back to the previous milestone "
-                                       "stamp when the milestone's own event has not arrived yet")
 def test_a_late_milestone_event_does_not_duplicate_the_reason_required_task(inproc: System) -> None:
     cid = inproc.rep_create_contact(email="n@ex.test", firstname="N", hubspotscore=150)
     inproc.settle()

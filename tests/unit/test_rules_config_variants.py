@@ -57,7 +57,8 @@ def test_a_cycle_in_config_stops_after_ten_steps() -> None:
 
 def test_missing_and_malformed_task_templates() -> None:
     tasks = {"reason_required": TaskTemplate("Reason {milestone} {", 8)}
-    d = run(make_contact(contact_status="sql", contact_milestone="return_to_nurture"), pol=variant(tasks=tasks))
+    d = run(make_contact(contact_status="sql", contact_milestone="return_to_nurture"),
+            prop_event("contact_milestone", "return_to_nurture"), pol=variant(tasks=tasks))
     assert d.actions[0].params["subject"] == "Reason {milestone} {" and d.actions[0].params["due_in_hours"] == "8"
     d = run(make_contact(contact_status="mql", contact_milestone="reassign"), pol=variant(tasks={}))
     task = d.actions[1].params
