@@ -1,8 +1,9 @@
 """Deterministic reproductions of what the chaos scenarios found (docs/chaos.md, Findings).
 
-Each test states what the rules (lifecycle-spec.md) require and fails today; they are
-marked xfail(strict=True), so the fix makes them pass and pytest then asks for the
-marker to go. They run in-process (tests/e2e/system.py), in a second or two each.
+Each test states what the rules (lifecycle-spec.md) require. Findings 1, 4 and 9 are fixed,
+and these tests keep them fixed; the reproduction of a new finding goes here marked
+xfail(strict=True) until its fix lands. They run in-process (tests/e2e/system.py), in a
+second or two each.
 """
 
 from __future__ import annotations
