@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import click
+import redis
+import structlog
 
 
 @click.command("worker")
@@ -26,7 +35,6 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
         # RQ runs each job in a forked work-horse: metrics must be shared through files,
         # and prometheus-client picks its mode when first imported, so set it up first.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="lifecycle-worker-metrics-"))
-    import redis
     from rq.serializers import JSONSerializer
     from rq.worker_pool import WorkerPool
 
@@ -53,9 +61,103 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
         return
     set_deps(make_deps(settings, conn))
     queues = [make_queue(settings, conn, name) for name in names]
-    w = _worker_class()(queues, connection=conn, serializer=JSONSerializer, job_class=LifecycleJob,
-                        name=f"lifecycle-{os.getpid()}")
-    w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    worker_class = _worker_class()
+
+    def build(attempt: int) -> Any:
+        name = f"lifecycle-{os.getpid()}" + (f"-{attempt}" if attempt else "")
+        return worker_class(queues, connection=conn, serializer=JSONSerializer, job_class=LifecycleJob, name=name)
+
+    run_until_stopped(build, conn, burst=burst)
+
+
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+
+
+class _Stop(BaseException):
+    """SIGTERM or SIGINT while no RQ worker is listening for them (backoff, start-up)."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+def run_until_stopped(build: Callable[[int], Any], conn: redis.Redis, *, burst: bool = False,
+                      sleep: Callable[[float], None] = time.sleep) -> None:
+    """Run RQ workers one after another until one ends normally or a stop is signalled.
+
+    RQ's `work()` gives up when Redis goes away: an error during a job ends its loop (RQ logs
+    "found an unhandled exception, quitting"), and registering the worker's birth or death
+    raises `ConnectionError` while Redis is down. Each time, this logs `redis_unavailable`,
+    waits (1 s, doubling to 30 s) and builds a new worker, under a new name (the old one's
+    registration may outlive it in Redis). It returns when a worker stops on SIGTERM/SIGINT
+    (a warm shutdown: the current job finishes), when a burst is done, and at once on a
+    signal during the wait. The horse of a job the old worker abandoned is left to finish or
+    fail on its own; its job is recovered as any abandoned job is (docs/chaos.md, finding 7).
+    """
+    from rq.exceptions import StopRequested
+
+    log = structlog.get_logger("worker.cli_worker")
+    delay = BACKOFF_FIRST_S
+    attempt = 0
+    previous_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def own_signals() -> None:
+        for sig in previous_handlers:
+            signal.signal(sig, _raise_stop)
+
+    try:
+        own_signals()
+        while True:
+            started = time.monotonic()
+            w: Any = None
+            error: BaseException | None = None
+            try:
+                w = build(attempt)  # RQ's Worker talks to Redis as it is built
+                w.work(burst=burst, with_scheduler=True, logging_level="WARNING")  # installs RQ's handlers
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                error = exc
+            finally:
+                own_signals()
+            attempt += 1
+            if getattr(w, "stop_signalled", False):
+                return
+            if error is None and burst:
+                return
+            _reap_horse_later(w)
+            if time.monotonic() - started > BACKOFF_MAX_S:
+                delay = BACKOFF_FIRST_S  # it ran a while: this is a new outage
+            down = error is not None or not _answers(conn)
+            log.warning("redis_unavailable" if down else "worker_quit_unexpectedly",
+                        error=str(error) if error else "RQ's work loop ended on an error (see RQ's log)",
+                        worker=getattr(w, "name", None), retry_in_s=delay)
+            sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+    except (_Stop, StopRequested):  # StopRequested: RQ's handler, in the instant before ours is back
+        return
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+
+
+def _answers(conn: redis.Redis) -> bool:
+    try:
+        return bool(conn.ping())
+    except redis.exceptions.RedisError:
+        return False
+
+
+def _reap_horse_later(w: Any) -> None:
+    """Wait for a work horse the worker left running, so it does not stay a zombie."""
+    pid = getattr(w, "horse_pid", 0)
+    if not pid:
+        return
+
+    def wait() -> None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+    threading.Thread(target=wait, name=f"reap-horse-{pid}", daemon=True).start()
 
 
 def _worker_class() -> type:
@@ -68,10 +170,20 @@ def _worker_class() -> type:
     from rq import Worker
 
     class LifecycleWorker(Worker):
+        stop_signalled = False  # SIGTERM/SIGINT arrived: `run_until_stopped` must not start another
+
         def __init__(self, *args: object, **kwargs: object) -> None:
             kwargs.setdefault("maintenance_interval", 30)
             kwargs.setdefault("worker_ttl", 45)
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+        def request_stop(self, signum: int, frame: FrameType | None) -> None:
+            self.stop_signalled = True  # first: RQ's handler itself may fail on Redis
+            super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+        def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+            self.stop_signalled = True
+            super().request_force_stop(signum, frame)
 
     return LifecycleWorker
 
