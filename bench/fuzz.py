@@ -57,7 +57,7 @@ from tests.fuzz.strategies import (
 from tools.redis_runtime import RedisServer, free_port
 from webhooks.signature import HEADER_TIMESTAMP, HEADER_V3, sign_v3
 from webhooks.testing import email_event, hubspot_event, signed_headers
-from worker.enqueue import LEDGER_PREFIX
+from worker.enqueue import ledger_entries
 from worker.procs import stop_group
 
 SECRET = "bench-fuzz-client-secret"
@@ -651,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             final = fuzz.post_valid(Conn(port))
             alive = alive and final is not None and final.status == 200
         conn = redis.Redis.from_url(store.url)
-        ledger = sum(1 for _ in conn.scan_iter(f"{LEDGER_PREFIX}*", count=1000))
+        ledger = len(ledger_entries(conn))
         jobs = conn.llen(QUEUE_KEY)
         conn.close()
         logs = _log_counts(log_path)

@@ -427,7 +427,7 @@ def _count_stored(redis_url: str) -> tuple[int | None, int | None]:
 
     try:
         conn = redis.Redis.from_url(redis_url)
-        return int(conn.llen("rq:queue:hubspot")), sum(1 for _ in conn.scan_iter("lc:dedupe:*", count=10_000))
+        return int(conn.llen("rq:queue:hubspot")), sum(int(conn.hlen(k)) for k in conn.scan_iter("lc:dedupe:*", count=10_000))
     except redis.RedisError:
         return None, None
 

@@ -88,6 +88,21 @@ _LONG_RUN = b"0" * 19
 
 
 _EXPONENT = re.compile(rb"[0-9][eE][+-]?[0-9]")
+
+
+def _orjson_refuses_infinity() -> bool:
+    """orjson 3.x refuses 1e400 itself; only an orjson that parses it as inf needs the (costly,
+    ~10 ns a byte) scan for exponents after parsing."""
+    if _fast_loads is None:  # pragma: no cover
+        return True
+    try:
+        _fast_loads(b"[1e400]")
+    except ValueError:
+        return True
+    return False  # pragma: no cover
+
+
+_SCAN_EXPONENTS = not _orjson_refuses_infinity()
 MAX_DEPTH = 32  # HubSpot's events are flat; deeper values cannot be serialised back safely
 
 
@@ -109,7 +124,7 @@ def _parse(body: bytes) -> Any:
         except ValueError:
             pass  # let the stdlib decide (and word the error)
         else:
-            if _EXPONENT.search(body):  # 1e400 parses as inf, which cannot be stored as JSON
+            if _SCAN_EXPONENTS and _EXPONENT.search(body):  # 1e400 as inf cannot be stored as JSON
                 _check_encodable(value)
             return value
     try:
@@ -298,7 +313,7 @@ class Router:
                 out.duplicates += 1
                 continue
             add(key)
-            append(RoutedEvent(portal, bucket, group, key, ev))  # type: ignore[arg-type]  # checked above
+            append(RoutedEvent(portal, bucket, group, key, ev, occurred))  # type: ignore[arg-type]  # checked above
         return out
 
     def route_email(self, body: bytes) -> Routed:
@@ -314,7 +329,7 @@ class Router:
             recipient = ev.get("recipient")
             if type(recipient) is not str or "@" not in recipient:
                 raise _bad(i, "recipient", "an email address")
-            _int(ev, "created", i)
+            created = _int(ev, "created", i)
             _opt(ev, "id", i, (str, int), "a string")
             _opt(ev, "emailCampaignId", i, (int, str), "an integer")
             _opt(ev, "category", i, (str,), "a string")
@@ -327,7 +342,7 @@ class Router:
                 out.duplicates += 1
                 continue
             seen.add(key)
-            out.events.append(RoutedEvent(portal, "emails", recipient.strip().lower(), key, ev))
+            out.events.append(RoutedEvent(portal, "emails", recipient.strip().lower(), key, ev, created))
         return out
 
     # -- HubSpot event kinds -------------------------------------------------------------------

@@ -52,7 +52,7 @@ from tools.redis_runtime import RedisServer
 from webhooks import create_app
 from webhooks.signature import HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_V3, HEADER_VERSION, sign_v1, sign_v2, sign_v3
 from webhooks.testing import email_event, hubspot_event, signed_headers
-from worker.enqueue import LEDGER_PREFIX
+from worker.enqueue import ledger_entries
 from worker.settings import Settings, load_settings
 
 SECRET = "fuzz-client-secret"
@@ -136,7 +136,7 @@ def post_signed(client: FlaskClient, path: str, body: bytes, *, ts: int = NOW_MS
 
 
 def ledger_size(conn: redis.Redis) -> int:
-    return sum(1 for _ in conn.scan_iter(f"{LEDGER_PREFIX}*", count=1000))
+    return len(ledger_entries(conn))
 
 
 def queued_events(conn: redis.Redis) -> list[dict[str, Any]]:

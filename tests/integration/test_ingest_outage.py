@@ -15,7 +15,7 @@ import worker.enqueue as enqueue_module
 from tools.redis_runtime import RedisServer
 from webhooks import create_app
 from webhooks.testing import encode, hubspot_event, signed_headers
-from worker.enqueue import LEDGER_PREFIX, make_redis
+from worker.enqueue import ledger_entries, make_redis
 from worker.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -39,8 +39,7 @@ def client_for(conn: redis.Redis) -> FlaskClient:
 def assert_every_ledger_entry_has_its_job(conn: redis.Redis) -> dict[str, int]:
     """The invariant: a ledger entry names a stored job that carries that event; returns events per job."""
     per_job: dict[str, int] = {}
-    for key in conn.scan_iter(f"{LEDGER_PREFIX}*"):
-        job_id = conn.get(key).decode()  # type: ignore[union-attr]
+    for key, job_id in ledger_entries(conn).items():
         assert Job.exists(job_id, connection=conn), f"{key!r} names a job that was never stored"
         per_job[job_id] = per_job.get(job_id, 0) + 1
     for job_id, count in per_job.items():
@@ -74,7 +73,7 @@ def test_redis_down_answers_503_and_nothing_is_half_written(durable_redis: Redis
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
 
-    # 2. Redis dies between reading the ledger and EXEC.
+    # 2. Redis dies after the job is planned and before the script runs.
     durable_redis.start()
     assert client.get("/readyz").status_code == 200
     real_plan = enqueue_module._plan
@@ -102,8 +101,9 @@ def test_redis_down_answers_503_and_nothing_is_half_written(durable_redis: Redis
 def test_a_concurrent_identical_delivery_during_the_transaction_is_caught(
     redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another process stores the same events between our WATCH and our EXEC: EXEC fails, the
-    ledger is read again, and the events are acknowledged as duplicates, not enqueued twice."""
+    """Another process stores the same events after we planned our job and before our script runs:
+    the script finds them in the ledger and writes nothing, and they are acknowledged as
+    duplicates, not enqueued twice."""
     client, rival = client_for(redis_conn), client_for(redis_conn)
     events = [hubspot_event(objectId=n) for n in range(8)]
     real_plan = enqueue_module._plan
@@ -130,3 +130,21 @@ def test_a_stale_pooled_connection_after_a_restart_is_retried(private_redis: Red
     assert post(client, [hubspot_event()]).status_code == 200
     private_redis.restart()  # the pooled connection is now dead
     assert post(client, [hubspot_event()]).status_code == 200
+
+
+def test_a_command_failing_inside_the_script_leaves_no_ledger_entry(redis_conn: redis.Redis) -> None:
+    """A Lua script is not rolled back: when one of RQ's commands fails half-way (here the queue
+    key has the wrong type), the job hash may be written, but no ledger entry is, so the request
+    gets 503 and HubSpot's redelivery stores the job again under the same id."""
+    client = client_for(redis_conn)
+    events = [hubspot_event(objectId=n) for n in range(3)]
+    redis_conn.set("rq:queue:hubspot", "not a list")
+    response = post(client, events)
+    assert response.status_code == 503
+    assert ledger_entries(redis_conn) == {}
+
+    redis_conn.delete("rq:queue:hubspot")
+    assert post(client, events).json == {"accepted": 3, "duplicates": 0, "dropped": 0, "jobs": 1}
+    assert post(client, events).json == {"accepted": 0, "duplicates": 3, "dropped": 0, "jobs": 0}
+    assert redis_conn.llen("rq:queue:hubspot") == 1
+    assert_every_ledger_entry_has_its_job(redis_conn)

@@ -17,7 +17,7 @@ from rq.serializers import JSONSerializer
 
 from webhooks import create_app
 from webhooks.testing import email_event, encode, hubspot_event, signed_headers
-from worker.enqueue import JOB_FUNC, LEDGER_PREFIX, job_id_for
+from worker.enqueue import JOB_FUNC, LEDGER_PREFIX, job_id_for, ledger_entries
 from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def queued_jobs(conn: redis.Redis) -> list[Job]:
 
 
 def ledger(conn: redis.Redis) -> dict[str, str]:
-    return {k.decode(): conn.get(k).decode() for k in conn.scan_iter(f"{LEDGER_PREFIX}*")}  # type: ignore[union-attr]
+    return ledger_entries(conn)
 
 
 # -- one job per portal, with the contract's payload -------------------------------------------------------
@@ -97,7 +97,7 @@ def test_a_signed_delivery_becomes_one_job_per_portal(client: FlaskClient, redis
 def test_job_ids_follow_the_dedupe_keys(client: FlaskClient, redis_conn: redis.Redis) -> None:
     events = [hubspot_event(objectId=n) for n in range(5)]
     post(client, events)
-    keys = sorted(k.removeprefix(LEDGER_PREFIX) for k in ledger(redis_conn))
+    keys = sorted(ledger(redis_conn))
     (job,) = queued_jobs(redis_conn)
     assert job.id == job_id_for(62515, keys)
     assert job.id.startswith("hs-62515-") and len(job.id) == len("hs-62515-") + 16
@@ -106,7 +106,9 @@ def test_job_ids_follow_the_dedupe_keys(client: FlaskClient, redis_conn: redis.R
 
 def test_ledger_entries_expire_after_the_configured_ttl(client: FlaskClient, redis_conn: redis.Redis) -> None:
     post(client, [hubspot_event()])
-    (key,) = ledger(redis_conn)
+    assert len(ledger(redis_conn)) == 1
+    (key,) = redis_conn.keys(f"{LEDGER_PREFIX}*")
+    assert key == f"{LEDGER_PREFIX}62515:{NOW_MS // 3_600_000}".encode()  # portal, the event's hour
     ttl = redis_conn.ttl(key)
     assert make_settings().webhooks.dedupe_ttl_s - 5 <= ttl <= make_settings().webhooks.dedupe_ttl_s
     assert ttl > 24 * 3600  # longer than HubSpot's retry window
