@@ -29,7 +29,8 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
            metrics_port: int | None) -> None:
     """Run RQ workers that apply the lifecycle rules to queued webhook events.
 
-    SIGTERM is a warm shutdown: the current job finishes, then the worker exits.
+    SIGTERM is a warm shutdown: the current job finishes, then the worker exits. A reaper
+    thread recovers the jobs of dead workers within seconds (`worker.reaper` in config.yaml).
     """
     if metrics_port:
         # RQ runs each job in a forked work-horse: metrics must be shared through files,
@@ -55,19 +56,35 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
         _serve_metrics(metrics_port)
     conn = redis.Redis.from_url(settings.redis_url)
     names = list(queue_names) or [settings.worker.queue]
-    if processes > 1:
-        WorkerPool(names, connection=conn, num_workers=processes, serializer=JSONSerializer,
-                   job_class=LifecycleJob, worker_class=_worker_class()).start(burst=burst)
-        return
-    set_deps(make_deps(settings, conn))
-    queues = [make_queue(settings, conn, name) for name in names]
-    worker_class = _worker_class()
+    reaper = _start_reaper(settings, names)
+    try:
+        if processes > 1:
+            WorkerPool(names, connection=conn, num_workers=processes, serializer=JSONSerializer,
+                       job_class=LifecycleJob, worker_class=_worker_class()).start(burst=burst)
+            return
+        set_deps(make_deps(settings, conn))
+        queues = [make_queue(settings, conn, name) for name in names]
+        worker_class = _worker_class()
 
-    def build(attempt: int) -> Any:
-        name = f"lifecycle-{os.getpid()}" + (f"-{attempt}" if attempt else "")
-        return worker_class(queues, connection=conn, serializer=JSONSerializer, job_class=LifecycleJob, name=name)
+        def build(attempt: int) -> Any:
+            name = f"lifecycle-{os.getpid()}" + (f"-{attempt}" if attempt else "")
+            return worker_class(queues, connection=conn, serializer=JSONSerializer, job_class=LifecycleJob,
+                                name=name)
 
-    run_until_stopped(build, conn, burst=burst)
+        run_until_stopped(build, conn, burst=burst)
+    finally:
+        if reaper is not None:
+            reaper.stop()
+
+
+def _start_reaper(settings: Any, names: list[str]) -> Any:
+    """One abandoned-job reaper per `lifecycle worker` command (also with --processes N), in a
+    daemon thread of the main process, unless `worker.reaper.enabled` is false."""
+    if not settings.worker.reaper.enabled:
+        return None
+    from worker.reaper import Reaper
+
+    return Reaper.for_worker(settings, names).start()
 
 
 BACKOFF_FIRST_S = 1.0
@@ -165,9 +182,13 @@ def _worker_class() -> type:
 
     RQ's defaults check for the jobs of a killed worker every 600 s and let an idle worker
     block 405 s between looks at the clock; the chaos runs measured recovery within about a
-    minute with these settings (docs/chaos.md).
+    minute with these settings (docs/chaos.md). The reaper (worker/reaper.py) does it in
+    seconds; each work horse's pid goes into the worker's hash for it, so that a horse that
+    outlives its worker is left to finish its job.
     """
     from rq import Worker
+
+    from worker.reaper import HORSE_PID_FIELD
 
     class LifecycleWorker(Worker):
         stop_signalled = False  # SIGTERM/SIGINT arrived: `run_until_stopped` must not start another
@@ -176,6 +197,11 @@ def _worker_class() -> type:
             kwargs.setdefault("maintenance_interval", 30)
             kwargs.setdefault("worker_ttl", 45)
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+        def fork_work_horse(self, job: Any, queue: Any) -> None:
+            super().fork_work_horse(job, queue)  # returns in the parent only
+            with contextlib.suppress(redis.exceptions.RedisError):  # a hint for the reaper, no more
+                self.connection.hset(self.key, HORSE_PID_FIELD, str(self.horse_pid))
 
         def request_stop(self, signum: int, frame: FrameType | None) -> None:
             self.stop_signalled = True  # first: RQ's handler itself may fail on Redis

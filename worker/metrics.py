@@ -17,3 +17,6 @@ JOBS = Counter("lifecycle_jobs_total", "Jobs processed by outcome", ["outcome"])
 CONTACTS = Counter("lifecycle_contacts_total", "Contacts evaluated by outcome", ["outcome"])
 LAG = Histogram("lifecycle_event_lag_seconds", "From the event's occurredAt to its write-back",
                 buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
+REAPER = Counter("lifecycle_reaper_actions_total",
+                 "Abandoned-job reaper: executions of dead workers recovered, replays, overdue scheduled jobs",
+                 ["action"])

@@ -138,9 +138,11 @@ def _event_row(job_id: str, bucket: str, ident: str, raw: dict[str, Any]) -> dic
 
 
 # -- replay -------------------------------------------------------------------------------------------
-def replay_one(deps: Deps, registry: FailedJobRegistry, job_id: str, *, dry_run: bool) -> str:
+def replay_one(deps: Deps, registry: FailedJobRegistry, job_id: str, *, dry_run: bool,
+               fresh_retries: bool = True) -> str:
     """Move one failed job back onto its queue, keeping its id (so its absorbed jobs stay with
-    it), or with `dry_run` describe what it would write now and change nothing.
+    it), or with `dry_run` describe what it would write now and change nothing. The job gets
+    its RQ retries back unless `fresh_retries` is False (the reaper's replays: worker/reaper.py).
 
     The move happens once or not at all: under a per-job lock, a WATCH on the failed registry
     and one MULTI that removes the entry and enqueues the job. Raises ReplayError.
@@ -157,7 +159,7 @@ def replay_one(deps: Deps, registry: FailedJobRegistry, job_id: str, *, dry_run:
         def requeue(pipe: Pipeline) -> None:
             job.started_at = job.ended_at = None
             job._exc_info = ""  # as FailedJobRegistry.requeue does; the error stays in the job's results
-            if job.retry_intervals:  # a replay is a fresh start: give it its retries back
+            if job.retry_intervals and fresh_retries:  # a replay is a fresh start: give it its retries back
                 job.retries_left = len(job.retry_intervals)
             pipe.zrem(registry.key, job_id)
             queue.enqueue_job(job, pipeline=pipe)

@@ -117,6 +117,18 @@ class _RateLimit(_Strict):
     search_per_s: float = Field(5, gt=0)
 
 
+class _Reaper(_Strict):
+    """The abandoned-job reaper that `lifecycle worker` runs (worker/reaper.py)."""
+
+    enabled: bool = True
+    interval_s: float = Field(1.0, gt=0, le=60)
+    # RQ refreshes a worker's heartbeat every 30 s (busy or idle, with worker_ttl=45): older
+    # than this, the worker is gone. Below 40 s a slow heartbeat could look like a death.
+    stale_after_s: float = Field(60.0, ge=40)
+    max_replays: int = Field(3, ge=0)
+    overdue_after_s: float = Field(5.0, gt=0)
+
+
 class _Worker(_Strict):
     queue: str = "hubspot"
     job_timeout_s: int = Field(300, gt=0)
@@ -128,6 +140,7 @@ class _Worker(_Strict):
     rate_limit: _RateLimit = Field(default_factory=_RateLimit)
     lock_ttl_s: int = Field(30, gt=0)
     coalesce_max_contacts: int = Field(1000, ge=1)
+    reaper: _Reaper = Field(default_factory=_Reaper)
 
 
 class _Group(_Strict):

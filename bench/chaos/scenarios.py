@@ -17,7 +17,7 @@ import requests
 
 from bench.chaos import driver
 from bench.chaos.check import check
-from bench.chaos.reaper import Reaper, RecoveryTracker
+from bench.chaos.reaper import RecoveryTracker, reaper_actions
 from bench.chaos.stories import ALL_KINDS, RACE_KINDS, Story, make_story, population, race_population
 from bench.chaos.system import ChaosSystem, SystemOptions, free_port, now_ms
 from sandbox.signing import signature_headers
@@ -120,21 +120,20 @@ def _in_background(fn: Callable[[], None]) -> threading.Thread:
 
 # -- 1. worker killed -----------------------------------------------------------------------------------
 def worker_killed(short: bool, seed: int) -> Result:
-    """SIGKILL a busy worker (process group: worker and work horse) mid-burst, several times; the
-    supervisor restarts it a second later. Full: phase 1 measures RQ's own recovery (no reaper),
-    phases 2-3 the prototype reaper; short: the reaper throughout (RQ alone takes minutes)."""
+    """SIGKILL a busy worker (its whole tree: worker, work horse, scheduler) mid-burst, several
+    times; the supervisor restarts it a second later. Full: phase 1 measures RQ's own recovery
+    (the workers' reaper turned off in their config), phases 2-3 with the reaper that every
+    `lifecycle worker` runs (worker/reaper.py); short: the reaper throughout (RQ alone takes
+    minutes)."""
     rng = random.Random(seed)
     result = Result("worker-killed", short)
-    system = ChaosSystem("worker-killed", _options(short, workers=3)).start()
+    native = not short
+    system = ChaosSystem("worker-killed", _options(short, workers=3, reaper=not native)).start()
     started = time.monotonic()
     tracker = RecoveryTracker(system)
-    reaper: Reaper | None = None
     try:
         stories = population(_contacts(short), rng, f"k{seed}")
         companies = driver.create_companies(system, stories, f"k{seed}")
-        native = not short
-        if not native:
-            reaper = Reaper(system).start()
         rate = _rate(short)
         for phase, kills in ((1, 2 if short else 3), (2, 1 if short else 2), (3, 0 if short else 1)):
             count = sum(1 for s in stories for a in s.actions if a.phase == phase)
@@ -150,11 +149,11 @@ def worker_killed(short: bool, seed: int) -> Result:
             thread.join()
             settled = system.settle(900 if native else 240)
             result.details.setdefault("phases", []).append({"phase": phase, "settle": settled,
-                                                             "reaper": reaper is not None})
-            if native:  # RQ alone measured on phase 1; then the prototype reaper
+                                                             "reaper": system.opts.reaper})
+            if native:  # RQ alone measured on phase 1; then the workers' own reaper
                 result.details["native"] = tracker.summary()
                 native = False
-                reaper = Reaper(system).start()
+                system.set_reaper(True)
         _finish(system, result, stories, companies, started)
         summary = tracker.summary()
         result.details["recovery"] = summary
@@ -170,12 +169,8 @@ def worker_killed(short: bool, seed: int) -> Result:
             result.recovery = "reaper: " + _fmt_recovery(summary)
         if summary.get("unrecovered"):
             result.ok = False
-        if reaper:
-            result.details["reaped"] = len(reaper.reaped)
-            result.details["overdue_scheduled_enqueued"] = reaper.rescheduled
+        result.details.update(reaper_actions(system))
     finally:
-        if reaper:
-            reaper.stop()
         tracker.stop()
         system.stop()
     return result
@@ -190,7 +185,6 @@ def redis_restart(short: bool, seed: int) -> Result:
     system = ChaosSystem("redis-restart", _options(short, workers=3)).start()
     started = time.monotonic()
     tracker = RecoveryTracker(system)
-    reaper = Reaper(system).start()
     outages: list[dict[str, Any]] = []
     try:
         stories = population(_contacts(short), rng, f"r{seed}")
@@ -216,14 +210,12 @@ def redis_restart(short: bool, seed: int) -> Result:
             result.details.setdefault("phases", []).append({"phase": phase, "settle": system.settle(300)})
         _finish(system, result, stories, companies, started)
         result.details["outages"] = outages
-        result.details["reaped"] = len(reaper.reaped)
-        result.details["overdue_scheduled_enqueued"] = reaper.rescheduled
+        result.details.update(reaper_actions(system))
         answers = result.details["answers"]
         result.recovery = (f"{len(outages)} outage(s) of {', '.join(str(o['down_s']) for o in outages)} s; "
                            f"503s meanwhile: {answers['http_5xx_redis_down']}, "
                            f"no answer: {answers['no_answer_redis_down']}; worker crashes: {len(system.crashes)}")
     finally:
-        reaper.stop()
         tracker.stop()
         system.stop()
     return result
@@ -483,7 +475,6 @@ def soak(short: bool, seed: int, minutes: float = 30.0) -> Result:
     system = ChaosSystem("soak", _options(short, workers=3, sample_every_s=2.0 if short else 10.0)).start()
     started = time.monotonic()
     tracker = RecoveryTracker(system)
-    reaper = Reaper(system).start()
     rate = 1.0 if short else 0.5          # new contacts per second
     fault_every = 8.0 if short else 300.0
     warmup = 4.0 if short else 120.0
@@ -552,12 +543,12 @@ def soak(short: bool, seed: int, minutes: float = 30.0) -> Result:
         result.details["recovery"] = tracker.summary()
         result.details["memory"] = memory_report(system, warmup)
         result.recovery = "reaper: " + _fmt_recovery(tracker.summary())
+        result.details.update(reaper_actions(system))
         mem = result.details["memory"]
         result.notes.append(mem["verdict"])
         if not mem["within_bound"]:
             result.ok = False
     finally:
-        reaper.stop()
         tracker.stop()
         system.stop()
     return result

@@ -86,6 +86,7 @@ class SystemOptions:
     restart_delay_s: float = 1.0          # supervisor: restart a dead worker after this long
     sample_every_s: float = 0.0           # RSS sampling period (0: off)
     worker_argv: tuple[str, ...] = ("-m", "worker.cli", "worker")  # or ("-m", "bench.chaos.worker_proposed")
+    reaper: bool = True                   # the workers' abandoned-job reaper (worker.reaper.enabled)
 
 
 @dataclass
@@ -255,7 +256,34 @@ class ChaosSystem:
         data = yaml.safe_load((ROOT / "config.yaml").read_text())
         for section, values in self.opts.config.items():
             data.setdefault(section, {}).update(values)
+        data["worker"]["reaper"] = {**(data["worker"].get("reaper") or {}), "enabled": self.opts.reaper}
         Path(self.config_path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def set_reaper(self, enabled: bool, timeout_s: float = 120.0) -> None:
+        """Turn the workers' reaper on or off: rewrite the config and warm-restart the workers."""
+        self.opts.reaper = enabled
+        self._write_config()
+        self.restart_workers(timeout_s)
+
+    def restart_workers(self, timeout_s: float = 120.0) -> None:
+        """SIGTERM each worker's main process (a warm shutdown: its current job finishes); the
+        supervisor starts it again with the current config."""
+        with self.procs.lock:
+            old = [self.procs.procs[name] for name in self.worker_names]
+            for proc in old:
+                proc.expected_dead = True
+                if proc.popen.poll() is None:
+                    proc.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in old:
+            try:
+                proc.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.procs.kill(proc.name)
+        while time.monotonic() < deadline and not all(
+                self.procs.procs[name] is not proc and self.procs.alive(name)
+                for name, proc in zip(self.worker_names, old, strict=True)):
+            time.sleep(0.1)
 
     def _wait_http(self, url: str, name: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
