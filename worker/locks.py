@@ -1,6 +1,7 @@
 """Per-contact locks, so two workers never interleave on one contact (no lost updates).
 
-A lock is `SET lc:lock:<portal>:<contact> <token> NX PX ttl`, released by a Lua
+A lock is `SET lc:lock:<portal>:<contact> <token> NX PX ttl` (company rollups use the same
+mechanism with the prefix `company:`: `lc:lock:<portal>:company:<company>`), released by a Lua
 compare-and-delete and kept alive by a heartbeat thread while the job runs. A worker that
 dies stops its heartbeat and its locks expire within `ttl`; before each write-back the job
 checks it still holds every lock it writes for (owner check), and contacts whose lock it
@@ -39,11 +40,12 @@ return kept
 
 
 class ContactLocks:
-    """The locks one job holds on a set of contacts of one portal."""
+    """The locks one job holds on a set of contacts (or, with a `prefix`, other objects) of one portal."""
 
-    def __init__(self, conn: redis.Redis, portal_id: int | str, *, ttl_s: float = 30.0) -> None:
+    def __init__(self, conn: redis.Redis, portal_id: int | str, *, ttl_s: float = 30.0, prefix: str = "") -> None:
         self._conn = conn
         self._portal = portal_id
+        self._prefix = prefix
         self._ttl_ms = int(ttl_s * 1000)
         self.token = uuid.uuid4().hex
         self.held: set[str] = set()
@@ -53,7 +55,7 @@ class ContactLocks:
         self._thread: threading.Thread | None = None
 
     def key(self, contact_id: str) -> str:
-        return f"lc:lock:{self._portal}:{contact_id}"
+        return f"lc:lock:{self._portal}:{self._prefix}{contact_id}"
 
     def acquire(self, contact_ids: Iterable[str]) -> tuple[set[str], set[str]]:
         """Try every contact once; return (locked, busy). Never blocks."""

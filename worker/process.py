@@ -49,13 +49,15 @@ class Inbox:
                     getattr(inbox, key)[str(ident)].extend(raws)
         return inbox
 
-    def payload_for(self, contact_ids: set[str], email_of: Mapping[str, str]) -> dict[str, Any]:
-        """A job payload holding only the events of `contact_ids` (for deferral)."""
+    def payload_for(self, contact_ids: set[str], email_of: Mapping[str, str],
+                    company_ids: Iterable[str] = ()) -> dict[str, Any]:
+        """A job payload holding only the events of `contact_ids` (for deferral), and a rollup
+        of `company_ids` (companies whose rollup another job holds)."""
         emails = {e: raws for e, raws in self.emails.items() if email_of.get(e) in contact_ids}
         return {"v": 1, "portal_id": self.portal_id, "source": "deferred", "deferrals": self.deferrals + 1,
                 "with_history": self.with_history,
                 "contacts": {c: self.contacts[c] for c in contact_ids if c in self.contacts},
-                "emails": emails, "companies": {}}
+                "emails": emails, "companies": {c: [] for c in sorted(company_ids)}}
 
     @property
     def size(self) -> int:
@@ -152,9 +154,10 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
         busy |= (set(updates) - held) | moved
         writes = {cid: u for cid, u in updates.items() if cid in held and cid not in moved}
         missing = deps.hubspot.update_objects("contacts", writes) if writes else []
-        _rollup(deps, inbox, triggers, contacts, decisions, writes, report)
+        busy_companies = _rollup(deps, inbox, triggers, decisions, writes, report)
+    if busy or busy_companies:
+        requeue(inbox.payload_for(busy, email_of, busy_companies))
     if busy:
-        requeue(inbox.payload_for(busy, email_of))
         log.info("contacts_deferred", contacts=len(busy), why="another job holds their lock")
     _count(outcome, decisions, writes, missing, busy)
     for name in ("written", "noop", "deferred"):
@@ -180,16 +183,17 @@ def _changed_since_read(deps: Deps, contacts: Mapping[str, Contact], ids: set[st
             if any((row["properties"].get(n) or None) != contacts[cid].get(n) for n in names)}
 
 
-def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], read: Mapping[str, Contact],
-            decisions: Mapping[str, Decision], writes: Mapping[str, Mapping[str, str]],
-            report: effects.EffectsReport) -> None:
+def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], decisions: Mapping[str, Decision],
+            writes: Mapping[str, Mapping[str, str]], report: effects.EffectsReport) -> set[str]:
+    """Recompute the companies this job touched; returns those another job is rolling up (to requeue)."""
     contacts = {cid for cid, d in decisions.items() if any(a.type == ActionType.ROLLUP_COMPANIES for a in d.actions)}
     contacts |= {cid for cid, ts in triggers.items() if cid in decisions
                  and any(t.kind in (TriggerKind.ASSOCIATION_CHANGED, TriggerKind.MERGED) for t in ts)}
-    if contacts or inbox.companies or report.poc_contacts:
-        known = {cid: c.properties for cid, c in read.items()}
-        rollups.recompute(deps, contacts, inbox.companies, written=writes, known=known,
-                          poc_contacts=report.poc_contacts)
+    if not (contacts or inbox.companies or report.poc_contacts):
+        return set()
+    # The members' status and suppression flag are read afresh, not taken from this job's read
+    # at its start: another job's rollup may have written them since (docs/chaos.md, Finding 3).
+    return rollups.recompute(deps, contacts, inbox.companies, written=writes, poc_contacts=report.poc_contacts).busy
 
 
 def _count(outcome: Outcome, decisions: Mapping[str, Decision], writes: Mapping[str, Any], missing: list[str],
