@@ -13,7 +13,7 @@ class TriggerKind(StrEnum):
     CREATED = "created"  # contact.creation
     PROPERTY_CHANGED = "property_changed"  # contact.propertyChange
     EMAIL_EVENT = "email_event"  # an Email Events API record (DELIVERED, BOUNCE, ...)
-    ASSOCIATION_CHANGED = "association_changed"  # contact.associationChange (companies)
+    ASSOCIATION_CHANGED = "association_changed"  # contact. or company.associationChange (companies)
     MERGED = "merged"  # contact.merge: recompute the survivor
     DELETED = "deleted"  # contact.deletion / privacyDeletion
     RECONCILE = "reconcile"  # no event: look at the contact as it is

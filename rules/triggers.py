@@ -26,6 +26,9 @@ SUBSCRIPTION_KINDS: Mapping[str, TriggerKind] = {
     "contact.merge": TriggerKind.MERGED,
     "contact.associationChange": TriggerKind.ASSOCIATION_CHANGED,
     "contact.restore": TriggerKind.RECONCILE,
+    # The company-side twin of a contact↔company association change: the webhook endpoint
+    # files it under the contact, and it means the same as the contact-side event.
+    "company.associationChange": TriggerKind.ASSOCIATION_CHANGED,
 }
 EMAIL_EVENT_TYPES = frozenset(
     {
@@ -130,7 +133,7 @@ def _webhook_event(raw: Mapping[str, Any], subscription: object, policy: Policy)
     if kind is TriggerKind.MERGED:
         return _merge_event(raw, common)
     if kind is TriggerKind.ASSOCIATION_CHANGED:
-        return _association_event(raw, common)
+        return _association_event(raw, subscription, common)
     return Trigger(contact_id=_object_id(raw, "objectId", required=True), **common)
 
 
@@ -147,16 +150,25 @@ def _merge_event(raw: Mapping[str, Any], common: dict[str, Any]) -> Trigger:
     return Trigger(contact_id=survivor, merged_ids=ids, **common)
 
 
-def _association_event(raw: Mapping[str, Any], common: dict[str, Any]) -> Trigger:
+def _association_event(raw: Mapping[str, Any], subscription: str, common: dict[str, Any]) -> Trigger:
+    """An association change seen from the contact (contact.associationChange) or from the other
+    object (company.associationChange). The contact is the source of CONTACT_TO_*, the target of
+    *_TO_CONTACT (e.g. COMPANY_TO_CONTACT, the company side's form of the change)."""
     kind = _text(raw, "associationType")
+    contact_side = subscription.startswith("contact.")
     first, second = _object_id(raw, "fromObjectId"), _object_id(raw, "toObjectId")
+    contact_key = "fromObjectId"
     if kind and kind.endswith("_TO_CONTACT") and not kind.startswith("CONTACT_"):
-        first, second = second, first  # COMPANY_TO_CONTACT: the contact is the target
-    contact = first or _object_id(raw, "objectId")
-    if contact is None:
-        raise TriggerError("fromObjectId: required for contact.associationChange (or objectId)")
+        first, second = second, first
+        contact_key = "toObjectId"
+    elif not contact_side and not (kind and kind.startswith("CONTACT_TO_")):
+        raise TriggerError(f"associationType: {subscription} of {kind!r} does not name a contact")
+    if contact_side:
+        first = first or _object_id(raw, "objectId")  # on the company side, objectId is not the contact
+    if first is None:
+        raise TriggerError(f"{contact_key}: required for {subscription}" + (" (or objectId)" if contact_side else ""))
     removed = raw.get("associationRemoved") in (True, "true")
-    return Trigger(contact_id=contact, association_type=kind, related_id=second, association_removed=removed, **common)
+    return Trigger(contact_id=first, association_type=kind, related_id=second, association_removed=removed, **common)
 
 
 def _email_event(raw: Mapping[str, Any], policy: Policy) -> Trigger:

@@ -103,6 +103,46 @@ def test_association_change(kind: str | None, source: int, target: int, expected
     assert (t.contact_id, t.related_id) == expected and t.association_removed and t.association_type == kind
 
 
+COMPANY_SIDE = [
+    pytest.param("COMPANY_TO_CONTACT", 9001, 51, id="company-to-contact"),
+    pytest.param("CONTACT_TO_COMPANY", 51, 9001, id="contact-to-company"),
+]
+
+
+@pytest.mark.parametrize(("kind", "source", "target"), COMPANY_SIDE)
+def test_company_side_association_change_is_about_the_contact(kind: str, source: int, target: int) -> None:
+    # The company's twin of a contact's association change (HubSpot sends both, without objectId):
+    # the webhook endpoint files it under the contact, and it means the same (docs/chaos.md, Finding 8).
+    raw = make_event(subscriptionType="company.associationChange", objectId=None, associationType=kind,
+                     fromObjectId=source, toObjectId=target, eventId=101, subscriptionId=10)
+    t = parse_trigger(raw, policy())
+    assert t.kind is TriggerKind.ASSOCIATION_CHANGED
+    assert (t.contact_id, t.related_id, t.association_type, t.association_removed) == ("51", "9001", kind, False)
+    twin = make_event(subscriptionType="contact.associationChange", objectId=None, associationType="CONTACT_TO_COMPANY",
+                      fromObjectId=51, toObjectId=9001)
+    assert parse_trigger(twin, policy()).event_key != t.event_key  # two deliveries, two events
+
+
+def test_company_side_association_change_never_takes_the_company_for_the_contact() -> None:
+    # objectId, when a relay adds one to a company event, is the company: it is no fallback for the contact.
+    raw = make_event(subscriptionType="company.associationChange", objectId=9001,
+                     associationType="COMPANY_TO_CONTACT", fromObjectId=9001, toObjectId=None)
+    with pytest.raises(TriggerError, match="toObjectId: required for company.associationChange$"):
+        parse_trigger(raw, policy())
+    raw = make_event(subscriptionType="company.associationChange", objectId=9001, associationType="CONTACT_TO_COMPANY",
+                     fromObjectId=None, toObjectId=9001)
+    with pytest.raises(TriggerError, match="fromObjectId: required for company.associationChange$"):
+        parse_trigger(raw, policy())
+
+
+@pytest.mark.parametrize("kind", ["COMPANY_TO_DEAL", "COMPANY_TO_COMPANY", None])
+def test_company_side_association_change_without_a_contact_is_rejected(kind: str | None) -> None:
+    raw = make_event(subscriptionType="company.associationChange", objectId=None, associationType=kind,
+                     fromObjectId=9001, toObjectId=77)
+    with pytest.raises(TriggerError, match="does not name a contact"):
+        parse_trigger(raw, policy())
+
+
 # -- event keys -----------------------------------------------------------------------------------
 def test_webhook_key_is_the_composite_and_survives_retries() -> None:
     first = parse_trigger(make_event(), policy()).event_key
@@ -215,8 +255,14 @@ BAD = [
     ),
     pytest.param(
         make_event(subscriptionType="contact.associationChange", objectId=None),
-        "fromObjectId: required",
+        "fromObjectId: required for contact.associationChange (or objectId)",
         id="association-without-ids",
+    ),
+    pytest.param(
+        make_event(subscriptionType="contact.associationChange", objectId=None, associationType="COMPANY_TO_CONTACT",
+                   fromObjectId=9001),
+        "toObjectId: required for contact.associationChange (or objectId)",
+        id="company-to-contact-without-contact",
     ),
     pytest.param(make_email_event("EXPLODED"), "unknown email event type 'EXPLODED'", id="unknown-email-type"),
     pytest.param(make_email_event(created=None), "created: required", id="no-created"),
