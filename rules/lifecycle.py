@@ -53,6 +53,7 @@ class _State:
     sentences: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # text -> row ("" for none)
     status_anchor: str = ""
+    restored: tuple[str, int] | None = None  # a person's milestone put back by `_restore_lost_change`, and its time
 
     def get(self, name: str) -> str | None:
         value = self.props.get(name)
@@ -239,9 +240,11 @@ def _person_milestone_times(ctx: _Ctx) -> list[int]:
 def _fresh_change(ctx: _Ctx, state: _State) -> int | None:
     """Time of a person's change to the current milestone that is not stamped yet, else None."""
     milestone = state.get(ctx.p.milestone)
+    stamp = parse_ms(state.props.get(ctx.p.milestone_changed_at))
+    if state.restored is not None and state.restored[0] == milestone:  # a person's, though the worker wrote it back
+        return state.restored[1] if stamp is None or state.restored[1] > stamp else None
     if milestone is None or ctx.p.milestone in state.written:
         return None
-    stamp = parse_ms(state.props.get(ctx.p.milestone_changed_at))
     times = [t.occurred_at for t in _milestone_triggers(ctx) if t.value == milestone]
     entries = _history(ctx, ctx.p.milestone)
     if entries and entries[0].value == milestone and _by_person(ctx, entries[0]):
@@ -399,6 +402,48 @@ def _t15_milestone_allowed(ctx: _Ctx, state: _State) -> _Out:
         status=status.label,
     )
     return _Step("T15", text, {p.milestone: target, p.milestone_changed_at: _now(ctx)}, (task,))
+
+
+# -- a person's change lost to a concurrent worker write ---------------------------------------
+def _restore_lost_change(ctx: _Ctx, state: _State) -> _Out:
+    """Put back a person's milestone that a worker write decided without seeing it overwrote.
+
+    HubSpot has no conditional write: a job reads, decides (its stamp, `milestone_changed_at`, is
+    the decision time d), performs effects, then writes. A person who sets the milestone at p with
+    d < p < the write w loses that change. With history this shows as: the newest milestone entry
+    is the app's (w), the newest person's entry before it is newer than the stamp. The person's
+    value is put back and the rules go on from it (their effects are keyed, so nothing doubles).
+    Without history, a person's milestone event that is newer than the stamp and is not the
+    current value asks for history.
+    """
+    p = ctx.p
+    stamp = parse_ms(ctx.contact.get(p.milestone_changed_at))
+    if stamp is None or p.milestone in state.written:
+        return None
+    current = state.get(p.milestone)
+    if not ctx.contact.has_history:
+        events = _milestone_triggers(ctx)
+        if events and events[-1].occurred_at > stamp and (events[-1].value or None) != current:
+            return _NeedsHistory(
+                "restore",
+                f"a person set the milestone {events[-1].value or '(empty)'} at "
+                f"{format_ms(events[-1].occurred_at)}, after the last stamp, and it is now {current or '(empty)'}; "
+                "telling whether a worker write overwrote it needs the milestone's history",
+            )
+        return None
+    entries = _history(ctx, p.milestone)
+    if not entries or _by_person(ctx, entries[0]):
+        return None
+    lost = next((e for e in entries[1:] if _by_person(ctx, e)), None)
+    if lost is None or not stamp < lost.timestamp < entries[0].timestamp or lost.value == entries[0].value:
+        return None
+    state.restored = (lost.value, lost.timestamp)
+    text = (
+        f"a person set the milestone {lost.value or '(empty)'} at {format_ms(lost.timestamp)}, after the worker "
+        f"decided (stamp {format_ms(stamp)}) and before it wrote {entries[0].value or '(empty)'} at "
+        f"{format_ms(entries[0].timestamp)} → the person's {lost.value or '(empty)'} is restored"
+    )
+    return _Step("restore", text, {p.milestone: lost.value})
 
 
 # -- T4: email health -----------------------------------------------------------------------------
@@ -666,6 +711,7 @@ def _t3_blocked(ctx: _Ctx, state: _State, score: float | None) -> _Note | None:
 _RULES: tuple[Callable[[_Ctx, _State], _Out], ...] = (
     _t16_status_locked,
     _t1_initial,
+    _restore_lost_change,
     _t15_milestone_allowed,
     _t4_email_health,
     _t5_dead_by_rep,

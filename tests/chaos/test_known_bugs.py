@@ -1,6 +1,6 @@
 """Deterministic reproductions of what the chaos scenarios found (docs/chaos.md, Findings).
 
-Each test states what the rules (lifecycle-spec.md) require. Findings 1, 4 and 9 are fixed,
+Each test states what the rules (lifecycle-spec.md) require. Findings 1, 2, 4 and 9 are fixed,
 and these tests keep them fixed; the reproduction of a new finding goes here marked
 xfail(strict=True) until its fix lands. They run in-process (tests/e2e/system.py), in a
 second or two each.
@@ -101,3 +101,34 @@ def test_a_retried_job_absorbed_by_another_keeps_the_jobs_it_had_absorbed(inproc
     inproc.work()  # D runs first and absorbs A
     for cid in ids:
         assert inproc.contact(cid)["contact_status"] == "mql", f"contact {cid} was never processed"
+
+
+def test_a_reps_change_overwritten_by_a_concurrent_write_is_restored(inproc: System,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 2b: the rep sets dead after the job's pre-write re-read and before its write, so the
+    job writes mql/assigned (T3, decided from the older state) over it. The rep's webhook then
+    finds the worker's value; the milestone's history shows the overwrite, and dead is restored:
+    serialised, T3 came first and the rep's dead after it (mql/dead, and the unsubscribe)."""
+    from worker import process
+
+    cid = inproc.rep_create_contact(email="race@ex.test", firstname="R")
+    inproc.settle()
+    assert inproc.contact(cid)["contact_milestone"] == "new"
+    real = process._changed_since_read
+    raced: list[str] = []
+
+    def reread_then_rep_acts(deps: Any, contacts: Any, ids: set[str]) -> set[str]:
+        moved = real(deps, contacts, ids)
+        if cid in ids and not raced:
+            raced.append(cid)
+            time.sleep(0.005)  # the rep's change is newer than the job's stamp, to the millisecond
+            inproc.rep_update(cid, contact_milestone="dead")
+        return moved
+
+    monkeypatch.setattr(process, "_changed_since_read", reread_then_rep_acts)
+    inproc.hubspot_sets(cid, source="CALCULATED", hubspotscore=150)
+    inproc.settle()
+    assert raced == [cid]
+    props = inproc.contact(cid)
+    assert (props["contact_status"], props["contact_milestone"]) == ("mql", "dead")
+    assert props.get("hs_email_optout") == "true"  # T5: a person's dead unsubscribes

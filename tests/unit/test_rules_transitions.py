@@ -1264,3 +1264,83 @@ def test_a_property_the_contact_lacks_takes_the_trigger_value() -> None:
 def test_reason_is_one_line_whatever_the_values() -> None:
     d = run(make_contact(contact_status="\n", contact_milestone="x\ny"), prop_event("contact_status", "\n"))
     assert d.needs_history and "\n" not in d.reason and d.reason.endswith(".")
+
+
+# -- restore: a person's change lost to a concurrent worker write (chaos Finding 2b) ---------------
+# The worker decided at D (its stamp), a person set the milestone at T0, the worker wrote at W.
+D, W = T0 - 50, T0 + 300
+
+
+def raced(status: str, current: str, person: str, *, stamp: int = D, **props: Any) -> Contact:
+    """`current` written by the app at W over `person`'s change at T0, decided at `stamp`."""
+    entries = [entry(current, W, by="app"), entry(person, T0), entry("new", T0 - 9_000, by="app")]
+    history = {"contact_milestone": entries}
+    return make_contact(contact_status=status, contact_milestone=current, contact_milestone_changed_at=str(stamp),
+                        history=history, **props)
+
+
+RESTORE = [
+    pytest.param(  # T2 wrote received_campaigns over the rep's qualified: back to qualified, then T6
+        raced("prospect", "received_campaigns", "qualified", gmv_forecast="10"),
+        [ms("qualified")],
+        {"updates": to("sql", "working"), "actions": ["create_deal", ROLLUP], "rows": ("restore", "T6")},
+        id="restore-qualified-then-T6",
+    ),
+    pytest.param(  # the rep's dead is back, and unsubscribes (keyed on the rep's time)
+        raced("prospect", "received_campaigns", "dead"),
+        [],
+        {"updates": {"contact_milestone": "dead", **stamped()}, "actions": ["unsubscribe_all"],
+         "rows": ("restore", "T5")},
+        id="restore-dead-then-T5",
+    ),
+    pytest.param(  # a stale bounce's dead over the rep's later in_review: in_review is back, the bounce stays stale
+        raced("mql", "dead", "in_review"),
+        [make_email_event("BOUNCE", created=T0 - 20)],
+        {"updates": {"contact_milestone": "in_review", **stamped()}, "rows": ("restore", "T10")},
+        id="restore-over-a-stale-dead",
+    ),
+    pytest.param(  # the worker decided after the rep's change (it saw it): nothing to restore
+        raced("prospect", "received_campaigns", "qualified", stamp=T0 + 10),
+        [ms("qualified")],
+        NOOP,
+        id="restore-neg-decided-after-the-change",
+    ),
+    pytest.param(  # the newest change is the person's: nothing was overwritten
+        make_contact(contact_status="mql", contact_milestone="in_review", contact_milestone_changed_at=str(D),
+                     history={"contact_milestone": [entry("in_review", W), entry("assigned", T0, by="app")]}),
+        [],
+        {"updates": stamped(W), "rows": ("T10",)},
+        id="restore-neg-newest-by-a-person",
+    ),
+    pytest.param(  # without history: a rep's event newer than the stamp, not the current value → ask
+        c("prospect", "received_campaigns", contact_milestone_changed_at=str(D)),
+        [ms("qualified")],
+        {**NOOP, "needs_history": True, "rows": ("restore",)},
+        id="restore-without-history-needs-history",
+    ),
+    pytest.param(  # without history: the event is older than the stamp: the worker saw it
+        c("prospect", "received_campaigns", contact_milestone_changed_at=str(T0 + 10)),
+        [ms("qualified")],
+        {**NOOP},
+        id="restore-neg-without-history-event-older-than-stamp",
+    ),
+]
+
+
+@pytest.mark.parametrize(("contact", "events", "expect"), RESTORE)
+def test_restore_a_change_a_concurrent_write_overwrote(
+    contact: Contact, events: list[dict[str, Any]], expect: dict[str, Any]
+) -> None:
+    check(run(contact, *events), **expect)
+
+
+def test_restore_converges_after_the_worker_writes_again() -> None:
+    """Once the worker has written from the restored value (a newer stamp), the rule is quiet."""
+    first = run(raced("prospect", "received_campaigns", "qualified", gmv_forecast="10"), ms("qualified"))
+    assert first.rows == ("restore", "T6")
+    again = make_contact(
+        contact_status="sql", contact_milestone="working", contact_milestone_changed_at=S, gmv_forecast="10",
+        history={"contact_milestone": [entry("working", NOW + 200, by="app"), entry("received_campaigns", W, by="app"),
+                                       entry("qualified", T0)]},
+    )
+    assert run(again, ms("qualified")).is_noop
