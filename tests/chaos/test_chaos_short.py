@@ -20,11 +20,9 @@ from bench.chaos.scenarios import Result
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 SEED = 7
 
-# Races the system loses today (docs/chaos.md, Findings 1-3): kept out of the must-be-zero run
-# below. race_create_qualified is reproduced deterministically in test_known_bugs.py; the other
-# three are timing races, asserted (xfail) only with LIFECYCLE_CHAOS_RACES=1 (~15 s more).
-KNOWN_RACES = ("race_create_qualified", "race_dead_vs_score", "race_flipflop", "race_status_edit")
-SAFE_RACES = tuple(k for k in scenarios.RACE_KINDS if k not in KNOWN_RACES)
+# Every race of concurrent-edits is in the must-be-zero run: Findings 1-3 (docs/chaos.md) are
+# fixed, and test_known_bugs.py / test_rollup_locks.py reproduce each deterministically; a race
+# won once is no proof, those reproductions are.
 
 
 def assert_zeros(result: Result) -> None:
@@ -74,16 +72,7 @@ def test_duplicated_shuffled_and_late_deliveries_apply_once() -> None:
 
 
 def test_reps_editing_while_the_worker_writes() -> None:
-    assert_zeros(scenarios.concurrent_edits(True, SEED, kinds=SAFE_RACES, count=12))
-
-
-@pytest.mark.skipif(os.environ.get("LIFECYCLE_CHAOS_RACES") != "1", reason="known timing races: set "
-                    "LIFECYCLE_CHAOS_RACES=1 to run them (docs/chaos.md, Findings 2-3)")
-@pytest.mark.xfail(reason="docs/chaos.md, Findings 2-3: a worker write based on an older read overwrites a rep's "
-                          "newer milestone; concurrent company rollups lose lead_gen_suppressed updates",
-                   strict=False)
-def test_known_races_between_reps_and_the_worker() -> None:
-    assert_zeros(scenarios.concurrent_edits(True, SEED, kinds=KNOWN_RACES[1:], count=15))
+    assert_zeros(scenarios.concurrent_edits(True, SEED, kinds=scenarios.RACE_KINDS, count=12))
 
 
 @timing_sensitive
