@@ -620,21 +620,27 @@ def print_report(rows: list[Row], summary: list[tuple[str, str]]) -> None:
         print(f"  - {item}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0, help="total time budget (default 60)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (lifecycle serve default: 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (lifecycle serve default: 4)")
-    parser.add_argument("--slow-sockets", type=int, default=4, help="trickling sockets in the slow-client phase")
-    parser.add_argument("--no-saturation", action="store_true", help="skip the saturation probe")
-    parser.add_argument("--seed", type=int, default=random.randrange(1 << 30), help="hypothesis seed")
-    args = parser.parse_args(argv)
+@dataclass
+class Outcome:
+    """One fuzzing run: the rows, the summary lines and the goals' figures."""
 
+    rows: list[Row]
+    summary: list[tuple[str, str]]
+    requests: int
+    five_xx: int           # 5xx served (reproducers of bugs still listed as open excluded)
+    bad_accepted: int      # a 2xx where a rejection was due
+    unexpected: int
+    alive: bool
+    unreported: int        # events in Redis that no 2xx reported
+    seconds: float
+    goals_met: bool
+
+
+def run(args: argparse.Namespace) -> Outcome:
+    """Every phase against `lifecycle serve` on a private Redis, as `args` (see `parser()`) says."""
     slow_s = min(10.0, max(3.0, args.seconds / 6))
     saturation_s = 0.0 if args.no_saturation else min(6.0, max(3.0, args.seconds / 10))
     started = time.monotonic()
-    print(f"bench.fuzz: {args.seconds:.0f} s budget, seed {args.seed}, gunicorn {args.workers} workers x "
-          f"{args.threads} threads, private Redis", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="lifecycle-fuzz-") as tmp, RedisServer() as store:
         log_path = Path(tmp) / "serve.log"
         with serve(store.url, args.workers, args.threads, log_path) as (port, proc):
@@ -665,8 +671,10 @@ def main(argv: list[str] | None = None) -> int:
     # Every ledger entry must come from a 2xx that reported it, or from a signed request the client
     # stopped waiting for (the server may have stored it after we left; HubSpot would redeliver).
     unreported = max(0, ledger - fuzz.ledger.accepted - fuzz.ledger.given_up)
+    seconds = time.monotonic() - started
+    requests = sum(r.sent for r in rows)
     summary = [
-        ("requests sent", f"{sum(r.sent for r in rows)} in {time.monotonic() - started:.0f} s"),
+        ("requests sent", f"{requests} in {seconds:.0f} s"),
         ("5xx served (goal 0)", f"{five_xx}  (+{fuzz.excused_5xx} from reproducers of bugs listed as open)"),
         ("bad requests accepted (goal 0)", str(bad)),
         ("unexpected answers (goal 0)", str(unexpected)),
@@ -678,10 +686,29 @@ def main(argv: list[str] | None = None) -> int:
                        f"{max(0, logs['worker_boots'] - args.workers)} worker restarts"),
         ("hypothesis seed", f"{args.seed} (python -m bench.fuzz --seed {args.seed})"),
     ]
-    print_report(rows, summary)
     goals_met = (five_xx == 0 and bad == 0 and unexpected == 0 and alive and unreported == 0
                  and fuzz.saturation_recovered)
-    return 0 if goals_met else 1
+    return Outcome(rows, summary, requests, five_xx, bad, unexpected, alive, unreported, seconds, goals_met)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=60.0, help="total time budget (default 60)")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers (lifecycle serve default: 2)")
+    p.add_argument("--threads", type=int, default=4, help="threads per worker (lifecycle serve default: 4)")
+    p.add_argument("--slow-sockets", type=int, default=4, help="trickling sockets in the slow-client phase")
+    p.add_argument("--no-saturation", action="store_true", help="skip the saturation probe")
+    p.add_argument("--seed", type=int, default=random.randrange(1 << 30), help="hypothesis seed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    print(f"bench.fuzz: {args.seconds:.0f} s budget, seed {args.seed}, gunicorn {args.workers} workers x "
+          f"{args.threads} threads, private Redis", file=sys.stderr)
+    outcome = run(args)
+    print_report(outcome.rows, outcome.summary)
+    return 0 if outcome.goals_met else 1
 
 
 if __name__ == "__main__":

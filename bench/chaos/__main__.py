@@ -21,20 +21,27 @@ from rich.table import Table
 
 from bench.chaos.scenarios import SCENARIOS, Result
 
-ORDER = ["worker-killed", "redis-restart", "hubspot-failing", "duplicates-and-disorder", "concurrent-edits", "soak"]
+ORDER = ["worker-killed", "redis-restart", "hubspot-failing", "duplicates-and-disorder", "concurrent-edits",
+         "hostile-input", "soak"]
 
 
 def table(results: list[Result], title: str) -> Table:
     t = Table(title=title)
     for name, justify in (("scenario", "left"), ("actions", "right"), ("events", "right"), ("contacts", "right"),
                           ("lost", "right"), ("wrong", "right"), ("dup", "right"), ("5xx up", "right"),
+                          ("bad ok", "right"), ("5xx bad", "right"),
                           ("replayed", "right"), ("recovery", "left"), ("time", "right"), ("", "left")):
         t.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for r in results:
         t.add_row(r.name, str(r.actions), str(r.events), f"{r.contacts}+{r.companies}co", str(r.lost), str(r.wrong),
-                  str(r.duplicates), str(r.http_5xx_redis_up), str(r.replayed_jobs), r.recovery, f"{r.seconds:.0f}s",
+                  str(r.duplicates), str(r.http_5xx_redis_up), _opt(r.bad_accepted), _opt(r.http_5xx_bad_input),
+                  str(r.replayed_jobs), r.recovery, f"{r.seconds:.0f}s",
                   "[green]ok[/]" if r.ok else "[red]FAIL[/]")
     return t
+
+
+def _opt(value: int | None) -> str:
+    return "–" if value is None else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

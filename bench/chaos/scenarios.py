@@ -9,7 +9,6 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,7 +16,9 @@ import requests
 
 from bench.chaos import driver
 from bench.chaos.check import check
+from bench.chaos.hostile import hostile_input
 from bench.chaos.reaper import RecoveryTracker, reaper_actions
+from bench.chaos.result import Result
 from bench.chaos.stories import ALL_KINDS, RACE_KINDS, Story, make_story, population, race_population
 from bench.chaos.system import ChaosSystem, SystemOptions, free_port, now_ms
 from sandbox.signing import signature_headers
@@ -26,32 +27,6 @@ from sandbox.signing import signature_headers
 # driver creates contacts and companies one at a time (`POST /crm/v3/objects/<type>`), so
 # faults on these paths hit the worker only.
 WORKER_PATHS = r"/batch/|/search|^/crm/v4/|^/communication-preferences/"
-
-
-@dataclass
-class Result:
-    name: str
-    short: bool
-    seconds: float = 0.0
-    actions: int = 0
-    events: int = 0                      # webhook events delivered to our endpoints (incl. echoes)
-    contacts: int = 0
-    companies: int = 0
-    lost: int = 0
-    wrong: int = 0
-    duplicates: int = 0
-    http_5xx_redis_up: int = 0           # 5xx (or no answer) on good input while Redis was up
-    http_5xx_redis_down: int = 0         # 503 while our Redis was down (expected)
-    door_failed: int = 0                 # deliveries the sandbox gave up on (events never accepted)
-    replayed_jobs: int = 0
-    worker_crashes: int = 0              # worker processes that died on their own (restarted)
-    recovery: str = "-"
-    ok: bool = False
-    notes: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def _finish(system: ChaosSystem, result: Result, stories: list[Story], companies: dict[int, str],
@@ -592,5 +567,6 @@ SCENARIOS: dict[str, Callable[..., Result]] = {
     "hubspot-failing": hubspot_failing,
     "duplicates-and-disorder": duplicates_disorder,
     "concurrent-edits": concurrent_edits,
+    "hostile-input": hostile_input,
     "soak": soak,
 }

@@ -75,6 +75,13 @@ def test_reps_editing_while_the_worker_writes() -> None:
     assert_zeros(scenarios.concurrent_edits(True, SEED, kinds=scenarios.RACE_KINDS, count=12))
 
 
+def test_hostile_input_is_refused_and_never_a_5xx() -> None:
+    """Scenario 6 over HTTP under gunicorn (bench/fuzz.py); tests/fuzz fuzzes the app in-process."""
+    result = scenarios.SCENARIOS["hostile-input"](True, SEED)
+    assert result.bad_accepted == 0 and result.http_5xx_bad_input == 0, result.details["fuzz"]["summary"]
+    assert result.actions > 100 and result.ok, result.details["fuzz"]["summary"]
+
+
 @timing_sensitive
 def test_short_soak_stays_correct_and_flat() -> None:
     result = scenarios.soak(True, SEED)
