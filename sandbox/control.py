@@ -127,6 +127,30 @@ def dump_one(object_type: str, object_id: int) -> Response:
     return jsonify(_dump_one(found.name, object_id))
 
 
+@bp.post("/objects/<object_type>/batch/update")
+def set_many_as(object_type: str) -> Response:
+    """Change many objects' properties as one change source, in one call; fires the same webhooks.
+
+    Body: `{"sourceType", "sourceId"?, "userId"?, "inputs": [{"id", "properties"}]}`. A load tool
+    can then make a burst of changes by many people or systems (e.g. a bulk import, a workflow
+    setting a score on thousands of contacts) as fast as HubSpot records them, instead of one
+    request per object. Ids that do not exist are listed in `missing`; invalid values are a 400
+    for all, before anything changes (like the CRM batch update).
+    """
+    found = resolve_type(object_type)
+    if found is None:
+        raise unknown_object_type(object_type)
+    body = json_body({}) or {}
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and i.get("id") for i in inputs):
+        raise validation('Expected {"inputs": [{"id": ..., "properties": {...}}, ...]}')
+    source = Actor(str(body.get("sourceType") or "CRM_UI"), body.get("sourceId"), body.get("userId"))
+    updated, missing = current().portal.store.update_many(
+        found.name, [(str(i["id"]), i.get("properties") or {}) for i in inputs], source, allow_read_only=True
+    )
+    return jsonify({"results": [str(r.id) for r in updated], "missing": missing})
+
+
 @bp.patch("/objects/<object_type>/<int:object_id>")
 def set_as(object_type: str, object_id: int) -> Response:
     """Change properties as any source (e.g. SEQUENCES), read-only ones included; fires webhooks."""

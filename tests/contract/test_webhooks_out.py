@@ -273,3 +273,48 @@ def test_subscriptions_api_controls_what_is_sent(
             subscription_patch_request=SubscriptionPatchRequest(active=True),
         )
     assert requests.get(f"{server.base_url}/webhooks/v3/{APP_ID}/subscriptions").status_code == 401
+
+
+def test_control_batch_update_changes_many_as_one_source_and_fires_their_webhooks(
+    client: hubspot.Client, receiver: Receiver, server: SandboxServer
+) -> None:
+    """POST /_sandbox/objects/{type}/batch/update: one call, many objects, one change source; the
+    webhooks are the ones the same changes made one by one would fire, batched as HubSpot does."""
+    tag = unique_email("ctlbatch").split("@")[0]
+    ids = sorted(
+        str(c.id)
+        for part in (range(0, 100), range(100, 150))
+        for c in client.crm.contacts.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(
+                inputs=[BatchIn(properties={"email": f"{tag}-{i}@bulk.example"}) for i in part]
+            )
+        ).results
+    )
+    body = {
+        "sourceType": "CRM_UI",
+        "sourceId": "userId:7",
+        "userId": 7,
+        "inputs": [{"id": cid, "properties": {"firstname": f"{tag}-{cid}"}} for cid in ids]
+        + [{"id": "999999999", "properties": {"firstname": "nobody"}}],
+    }
+    answer = requests.post(f"{server.base_url}/_sandbox/objects/contacts/batch/update", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert sorted(answer.json()["results"]) == ids and answer.json()["missing"] == ["999999999"]
+    _flush(server)
+    changes = receiver.events(predicate=lambda e: e.get("propertyName") == "firstname"
+                              and str(e.get("propertyValue", "")).startswith(f"{tag}-"))
+    assert sorted(str(e["objectId"]) for e in changes) == ids
+    assert {(e["changeSource"], e["sourceId"]) for e in changes} == {("CRM_UI", "userId:7")}
+    batches = [r for r in receiver.snapshot("/hook") if f"{tag}-" in r.body and '"firstname"' in r.body]
+    assert len(batches) >= 2 and all(len(r.events) <= 100 for r in batches)
+    got = client.crm.contacts.basic_api.get_by_id(ids[0], properties=["firstname"],
+                                                  properties_with_history=["firstname"])
+    assert got.properties["firstname"] == f"{tag}-{ids[0]}"
+    assert got.properties_with_history["firstname"][0].source_type == "CRM_UI"
+
+    bad = requests.post(f"{server.base_url}/_sandbox/objects/contacts/batch/update",
+                        json={"inputs": [{"properties": {}}]}, timeout=10)
+    assert bad.status_code == 400
+    unknown = requests.post(f"{server.base_url}/_sandbox/objects/widgets/batch/update", json={"inputs": []},
+                            timeout=10)
+    assert unknown.status_code >= 400
