@@ -28,6 +28,10 @@ _SENSITIVE_KEY = re.compile(
 )
 # Email addresses inside any string value (good enough for logs; it errs on masking).
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+# Tokens inside free text (an exception message that quotes a header, say): HubSpot private-app
+# tokens (`pat-<region>-<uuid>`) and any bearer credential.
+_TOKEN = re.compile(r"\bpat-[a-z]{2,4}\d*-[0-9a-f-]{8,}|\bBearer\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+TOKEN_MASK = "[token]"
 
 
 @lru_cache(maxsize=1024)
@@ -37,7 +41,11 @@ def _is_sensitive_key(key: str) -> bool:
 
 def _scrub(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return _EMAIL.sub(EMAIL_MASK, value) if "@" in value else value
+        if "@" in value:
+            value = _EMAIL.sub(EMAIL_MASK, value)
+        if "pat-" in value or "PAT-" in value or "earer" in value:
+            value = _TOKEN.sub(TOKEN_MASK, value)
+        return value
     if depth > 5:
         return value
     if isinstance(value, dict):
@@ -53,7 +61,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask secret-looking keys and email addresses in values."""
+    """structlog processor: mask secret-looking keys, and email addresses and tokens in values."""
     for key, value in event_dict.items():
         if _is_sensitive_key(key):
             event_dict[key] = REDACTED
