@@ -304,6 +304,15 @@ def status(as_json: bool, config: str | None) -> None:
               f"per {search['window_s']:g} s")
     out.print(f"last reconcile: {_reconcile_text(data['last_reconcile'])}")
     out.print(_workers_table(data["workers"]))
+    _print_redis(out, data["redis"])
+
+
+def _print_redis(out: Console, found: dict[str, Any]) -> None:
+    if not found["problems"]:
+        out.print(f"redis: maxmemory-policy {found['maxmemory_policy']}, appendonly {found['appendonly']} "
+                  f"(appendfsync {found['appendfsync']}): jobs and ledger are kept")
+    for problem in found["problems"]:
+        out.print(f"redis: WARNING {problem}", style="yellow", markup=False)
 
 
 def _reconcile_text(last: dict[str, Any] | None) -> str:

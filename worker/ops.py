@@ -31,6 +31,7 @@ from worker import coalesce, effects
 from worker.deps import Deps
 from worker.errors import HubSpotError, ReplayError
 from worker.process import Inbox, plan_inbox
+from worker.redis_health import redis_findings
 
 RECONCILE_LAST_KEY = "lc:reconcile:last"
 LOCK_TTL_S = 30  # a replay or purge of one job holds its lock for milliseconds; the TTL covers a crash
@@ -260,7 +261,8 @@ def _purge_one(deps: Deps, registry: FailedJobRegistry, job_id: str) -> None:
 
 # -- status ---------------------------------------------------------------------------------------------
 def status(deps: Deps) -> dict[str, Any]:
-    """The worker's health in one dict: queues, registries, workers, limiter, last reconcile."""
+    """The worker's health in one dict: queues, registries, workers, limiter, last reconcile, and
+    whether Redis is set up to keep what it is given (worker/redis_health.py)."""
     queue = deps.queue()
     conn = deps.redis
     workers = Worker.all(connection=conn, serializer=queue.serializer)
@@ -278,6 +280,7 @@ def status(deps: Deps) -> dict[str, Any]:
                     "search": {"used": search_used, "limit": search_limit,
                                "window_s": deps.limiter.searches.window_ms / 1000}},
         "last_reconcile": _last_reconcile(conn.get(RECONCILE_LAST_KEY)),
+        "redis": redis_findings(conn, deps.settings.redis_url),
     }
 
 

@@ -247,10 +247,12 @@ def test_status_shows_queue_failed_and_limiter_headroom(system: System) -> None:
     assert "rate limiter:" in result.output and "/90 requests in the last 10 s" in result.output
     assert "last reconcile: never" in result.output and "workers alive: 0" in result.output
     assert "(headroom " in result.output
+    assert "\nredis: " in result.output  # its settings, or a WARNING naming what to fix (test_redis_health.py)
     system.conn.set(ops.RECONCILE_LAST_KEY, json.dumps({"finished_at": "2026-01-01T00:00:00Z", "contacts": 12}))
     data = json.loads(_run(system, system.redis_url, "status", "--json").output)
     assert (data["queues"]["hubspot"], data["failed"], data["limiter"]["api"]["limit"]) == (1, 1, 90)
     assert data["last_reconcile"] == {"finished_at": "2026-01-01T00:00:00Z", "contacts": 12}
+    assert data["redis"]["maxmemory_policy"] == "noeviction" and isinstance(data["redis"]["problems"], list)
     assert "last reconcile: finished 2026-01-01 00:00" in _run(system, system.redis_url, "status").output
 
 
