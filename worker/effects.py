@@ -58,11 +58,12 @@ def _mark_done(deps: Deps, keys: Iterable[str]) -> None:
 
 
 def perform(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
-            updates: dict[str, dict[str, str]]) -> EffectsReport:
-    """Perform every action of `decisions`; owner picks are added to `updates`."""
+            updates: dict[str, dict[str, str]], *, c2co: Mapping[str, list[str]] | None = None) -> EffectsReport:
+    """Perform every action of `decisions`; owner picks are added to `updates`. `c2co`: the
+    contacts' companies, when the caller has read them (the deals' names need them)."""
     report = EffectsReport()
     assign_owners(deps, contacts, decisions, updates, report)
-    ensure_deals(deps, contacts, decisions, updates, report)
+    ensure_deals(deps, contacts, decisions, updates, report, c2co)
     create_tasks(deps, contacts, decisions, updates, report)
     unsubscribe(deps, contacts, decisions, report)
     report.poc_contacts = [cid for cid, _ in _actions(decisions, ActionType.SET_COMPANY_POC)]
@@ -138,9 +139,12 @@ def create_tasks(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping
 # -- unsubscribe ----------------------------------------------------------------------------------
 def unsubscribe(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
                 report: EffectsReport) -> None:
+    """All the job's unsubscribes in batch calls (100 addresses each), then marked done together:
+    a failure marks none, and the retry redoes them all (unsubscribing twice is harmless)."""
     wanted = _actions(decisions, ActionType.UNSUBSCRIBE_ALL)
     todo = pending_keys(deps, [a.key for _, a in wanted])
     email_prop = deps.settings.policy.contact.email
+    emails: dict[str, str] = {}  # action key -> address
     for cid, action in wanted:
         if action.key not in todo:
             continue
@@ -148,14 +152,18 @@ def unsubscribe(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[
         if not email:
             log.warning("unsubscribe_skipped", contact_id=cid, why="contact has no email")
             continue
-        deps.hubspot.unsubscribe_all(email)
-        _mark_done(deps, [action.key])
-        report.unsubscribed += 1
+        emails[action.key] = email
+    if not emails:
+        return
+    deps.hubspot.unsubscribe_all_many(emails.values())
+    _mark_done(deps, emails)
+    report.unsubscribed += len(emails)
 
 
 # -- deals ----------------------------------------------------------------------------------------
 def ensure_deals(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
-                 updates: Mapping[str, Mapping[str, str]], report: EffectsReport) -> None:
+                 updates: Mapping[str, Mapping[str, str]], report: EffectsReport,
+                 c2co: Mapping[str, list[str]] | None = None) -> None:
     creates = {cid: a for cid, a in _actions(decisions, ActionType.CREATE_DEAL)}
     moves = {cid: a for cid, a in _actions(decisions, ActionType.UPDATE_DEAL_STAGE)}
     if not creates and not moves:
@@ -172,7 +180,7 @@ def ensure_deals(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping
 
     new = {cid: a for cid, a in creates.items() if not open_deals(cid)}
     if new:
-        _create_deals(deps, contacts, new, updates)
+        _create_deals(deps, contacts, new, updates, c2co)
         report.deals_created += len(new)
     stage_updates: dict[str, dict[str, str]] = {}
     for cid, action in moves.items():
@@ -186,10 +194,13 @@ def ensure_deals(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping
 
 
 def _create_deals(deps: Deps, contacts: Mapping[str, Contact], new: Mapping[str, Action],
-                  updates: Mapping[str, Mapping[str, str]]) -> None:
+                  updates: Mapping[str, Mapping[str, str]], known: Mapping[str, list[str]] | None = None) -> None:
     s = deps.settings
     p = s.policy.contact
-    c2co = deps.hubspot.associations("contacts", "companies", sorted(new))
+    if known is not None and all(cid in known for cid in new):
+        c2co = {cid: list(known[cid]) for cid in new}
+    else:
+        c2co = deps.hubspot.associations("contacts", "companies", sorted(new))
     company_ids = sorted({ids[0] for ids in c2co.values() if ids})
     companies = deps.hubspot.read_objects("companies", company_ids, ["name"]) if company_ids else {}
     inputs = []

@@ -82,6 +82,7 @@ class HubSpotGateway:
         self._max_attempts = max_attempts
         self._sleep = sleep
         self._session = requests.Session()
+        self._batch_unsubscribe = True  # until HubSpot says the token lacks the batch scope
         # Discovery builds a new ApiClient on every attribute access: build each API once.
         crm = self._client.crm
         self._batch = {name: getattr(crm, name).batch_api for name in ("contacts", "companies", "deals")}
@@ -230,6 +231,40 @@ class HubSpotGateway:
         """Unsubscribe an address from all email (v4 unsubscribe-all; idempotent)."""
         path = f"/communication-preferences/v4/statuses/{quote(email, safe='')}/unsubscribe-all"
         self._call("commprefs.unsubscribe_all", self._raw_call, "POST", path, qs={"channel": "EMAIL"})
+
+    def unsubscribe_all_many(self, emails: Iterable[str]) -> None:
+        """Unsubscribe many addresses from all email: the v4 batch endpoint, 100 addresses a call.
+
+        The batch endpoint needs a scope of its own (`communication_preferences.statuses.batch.write`,
+        hubspot-facts §5) that not every portal grants: on a 403 this gateway falls back, for good,
+        to one `unsubscribe_all` per address. A batch answer that reports errors is redone one by
+        one too (the call is idempotent), so that each failure raises with its own address.
+        """
+        wanted = sorted({e.strip().lower() for e in emails if e and e.strip()})
+        for part in chunks(wanted, BATCH):
+            if self._batch_unsubscribe and self._unsubscribe_batch(list(part)):
+                continue
+            for email in part:
+                self.unsubscribe_all(email)
+
+    def _unsubscribe_batch(self, emails: list[str]) -> bool:
+        """One batch call; False when it must be redone one by one (no scope, or errors reported)."""
+        try:
+            answer = self._call("commprefs.unsubscribe_all.batch", self._raw_call, "POST",
+                                "/communication-preferences/v4/statuses/batch/unsubscribe-all",
+                                qs={"channel": "EMAIL"}, body={"inputs": emails})
+        except HubSpotPermanentError as exc:
+            if exc.status != 403:
+                raise
+            self._batch_unsubscribe = False
+            log.warning("unsubscribe_batch_unavailable", status=exc.status, error=str(exc),
+                        why="no batch scope: one call per address from now on")
+            return False
+        errors = (answer or {}).get("errors") if isinstance(answer, dict) else None
+        if errors:
+            log.warning("unsubscribe_batch_errors", errors=len(errors), why="redone one address at a time")
+            return False
+        return True
 
     # -- email events (legacy v1; reconcile) -------------------------------------------------------
     def email_events(self, *, start_ms: int, end_ms: int, event_type: str | None = None,

@@ -88,7 +88,9 @@ def test_t5_rep_sets_dead_unsubscribes_from_all_email(system: System) -> None:
     props = system.contact(cid)
     assert (props["contact_status"], props["contact_milestone"]) == ("mql", "dead")
     assert props["hs_email_optout"] == "true"
-    assert system.stats()["calls"].get("POST /communication-preferences/v4/statuses/{email}/unsubscribe-all") == 1
+    calls = system.stats()["calls"]  # the v4 batch endpoint (the sandbox grants its scope), once
+    assert calls.get("POST /communication-preferences/v4/statuses/batch/unsubscribe-all") == 1
+    assert calls.get("POST /communication-preferences/v4/statuses/{email}/unsubscribe-all") is None
 
 
 def test_t6_qualified_prospect_becomes_sql_with_one_deal_carrying_the_gmv(system: System) -> None:

@@ -145,6 +145,48 @@ def test_unsubscribe_all_401_is_permanent() -> None:
     assert info.value.status == 401
 
 
+BATCH_UNSUB = "http://hubspot.test/communication-preferences/v4/statuses/batch/unsubscribe-all"
+ONE_UNSUB = "http://hubspot.test/communication-preferences/v4/statuses/{}/unsubscribe-all"
+
+
+@responses.activate
+def test_unsubscribe_all_many_sends_batches_of_100_distinct_addresses() -> None:
+    responses.add(responses.POST, BATCH_UNSUB, status=200, json={"status": "COMPLETE", "results": []})
+    emails = [f"u{i}@x.test" for i in range(150)] + ["U0@x.test", "u1@x.test "]
+    gateway("http://hubspot.test").unsubscribe_all_many(emails)
+    bodies = [json.loads(c.request.body) for c in responses.calls]
+    assert [len(b["inputs"]) for b in bodies] == [100, 50]
+    assert sorted(e for b in bodies for e in b["inputs"]) == sorted(f"u{i}@x.test" for i in range(150))
+    assert all(c.request.url.endswith("unsubscribe-all?channel=EMAIL") for c in responses.calls)
+
+
+@responses.activate
+def test_unsubscribe_all_many_falls_back_to_one_call_per_address_for_good_on_403() -> None:
+    responses.add(responses.POST, BATCH_UNSUB, status=403, json={"category": "MISSING_SCOPES"})
+    for email in ("a@x.test", "b@x.test", "c@x.test"):
+        responses.add(responses.POST, ONE_UNSUB.format(email.replace("@", "%40")), status=204)
+    gw = gateway("http://hubspot.test")
+    gw.unsubscribe_all_many(["a@x.test", "b@x.test"])
+    gw.unsubscribe_all_many(["c@x.test"])  # no batch attempt any more
+    paths = [c.request.url.split("?")[0].rsplit("/statuses/", 1)[1] for c in responses.calls]
+    assert paths == ["batch/unsubscribe-all", "a%40x.test/unsubscribe-all", "b%40x.test/unsubscribe-all",
+                     "c%40x.test/unsubscribe-all"]
+
+
+@responses.activate
+def test_unsubscribe_all_many_redoes_a_batch_with_errors_one_by_one_and_raises_other_4xx() -> None:
+    responses.add(responses.POST, BATCH_UNSUB, status=207, json={"status": "COMPLETE", "results": [],
+                                                                 "numErrors": 1, "errors": [{"message": "x"}]})
+    responses.add(responses.POST, ONE_UNSUB.format("a%40x.test"), status=204)
+    gw = gateway("http://hubspot.test")
+    gw.unsubscribe_all_many(["a@x.test"])
+    assert len(responses.calls) == 2
+    responses.replace(responses.POST, BATCH_UNSUB, status=400, json={"category": "VALIDATION_ERROR"})
+    with pytest.raises(HubSpotPermanentError) as info:
+        gw.unsubscribe_all_many(["a@x.test"])
+    assert info.value.status == 400
+
+
 def test_translate_maps_every_sdk_package_exception_by_status() -> None:
     from hubspot.crm.companies import ApiException as CompaniesApiException
     from hubspot.crm.contacts import ApiException as ContactsApiException
