@@ -20,6 +20,7 @@ from rules.model import ActionType, Contact, Decision, Trigger, TriggerKind
 from rules.triggers import parse_contact, parse_trigger
 from worker import effects, metrics, rollups
 from worker.deps import Deps
+from worker.gather import gather
 from worker.locks import ContactLocks
 
 log = structlog.get_logger(__name__)
@@ -52,12 +53,19 @@ class Inbox:
     def payload_for(self, contact_ids: set[str], email_of: Mapping[str, str],
                     company_ids: Iterable[str] = ()) -> dict[str, Any]:
         """A job payload holding only the events of `contact_ids` (for deferral), and a rollup
-        of `company_ids` (companies whose rollup another job holds)."""
-        emails = {e: raws for e, raws in self.emails.items() if email_of.get(e) in contact_ids}
+        of `company_ids` (companies whose rollup another job holds).
+
+        Email events already resolved to a contact travel under that contact's id: a deferred job
+        may come round many times while another job holds the lock, and must not search HubSpot
+        for the same addresses each time (searches have a limit of their own)."""
+        contacts = {c: list(self.contacts[c]) for c in sorted(contact_ids) if c in self.contacts}
+        for email, raws in self.emails.items():
+            cid = email_of.get(email)
+            if cid in contact_ids:
+                contacts.setdefault(cid, []).extend(raws)
         return {"v": 1, "portal_id": self.portal_id, "source": "deferred", "deferrals": self.deferrals + 1,
-                "with_history": self.with_history,
-                "contacts": {c: self.contacts[c] for c in contact_ids if c in self.contacts},
-                "emails": emails, "companies": {c: [] for c in sorted(company_ids)}}
+                "with_history": self.with_history, "contacts": contacts, "emails": {},
+                "companies": {c: [] for c in sorted(company_ids)}}
 
     @property
     def size(self) -> int:
@@ -119,6 +127,13 @@ def decide_all(deps: Deps, ids: list[str], triggers: Mapping[str, list[Trigger]]
     policy = deps.settings.policy
     history = policy.history_properties if with_history else ()
     rows = deps.hubspot.read_objects("contacts", ids, policy.read_properties, history)
+    return decide_read(deps, ids, rows, triggers, outcome)
+
+
+def decide_read(deps: Deps, ids: list[str], rows: Mapping[str, dict[str, Any]], triggers: Mapping[str, list[Trigger]],
+                outcome: Outcome) -> tuple[dict[str, Contact], dict[str, Decision]]:
+    """Decide for the contacts read (`rows`, of `ids`); re-read with history where a revert needs it."""
+    policy = deps.settings.policy
     for cid in sorted(set(ids) - set(rows)):
         outcome.skipped += 1
         log.info("contact_skipped", contact_id=cid, why="HubSpot no longer has this contact")
@@ -137,24 +152,24 @@ def decide_all(deps: Deps, ids: list[str], triggers: Mapping[str, list[Trigger]]
 def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, Any]:
     """Apply the rules to every contact of `inbox` and write the results back."""
     outcome = Outcome()
-    triggers, email_of = collect_triggers(deps, inbox, outcome)
-    gone = {cid for cid, ts in triggers.items() if all(t.kind == TriggerKind.DELETED for t in ts)}
-    for cid in gone:
-        log.info("contact_skipped", contact_id=cid, why="deleted")
-    outcome.skipped += len(gone)
-    wanted = sorted(set(triggers) - gone)
     with ContactLocks(deps.redis, deps.portal_id, ttl_s=deps.settings.worker.lock_ttl_s) as locks:
-        locked, busy = locks.acquire(wanted)
-        contacts, decisions = (decide_all(deps, sorted(locked), triggers, outcome, with_history=inbox.with_history)
-                               if locked else ({}, {}))
+        found = gather(deps, inbox.contacts, inbox.emails, lambda raws: _triggers(deps, raws, outcome), locks,
+                       with_history=inbox.with_history)
+        triggers, email_of, busy = found.triggers, found.email_of, set(found.busy)
+        for cid in sorted(found.gone):
+            log.info("contact_skipped", contact_id=cid, why="deleted")
+        outcome.skipped += len(found.gone) + found.unresolved
+        contacts, decisions = (decide_read(deps, sorted(found.locked), found.rows, triggers, outcome)
+                               if found.locked else ({}, {}))
         updates = {cid: dict(d.updates) for cid, d in decisions.items() if d.updates}
-        report = effects.perform(deps, contacts, decisions, updates)
+        c2co = _companies_of(deps, triggers, decisions)
+        report = effects.perform(deps, contacts, decisions, updates, c2co=c2co)
         held = locks.still_held(updates)
         moved = _changed_since_read(deps, contacts, held)
         busy |= (set(updates) - held) | moved
         writes = {cid: u for cid, u in updates.items() if cid in held and cid not in moved}
         missing = deps.hubspot.update_objects("contacts", writes) if writes else []
-        busy_companies = _rollup(deps, inbox, triggers, decisions, writes, report)
+        busy_companies = _rollup(deps, inbox, triggers, contacts, decisions, writes, report, c2co)
     if busy or busy_companies:
         requeue(inbox.payload_for(busy, email_of, busy_companies))
     if busy:
@@ -183,17 +198,39 @@ def _changed_since_read(deps: Deps, contacts: Mapping[str, Contact], ids: set[st
             if any((row["properties"].get(n) or None) != contacts[cid].get(n) for n in names)}
 
 
-def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], decisions: Mapping[str, Decision],
-            writes: Mapping[str, Mapping[str, str]], report: effects.EffectsReport) -> set[str]:
-    """Recompute the companies this job touched; returns those another job is rolling up (to requeue)."""
+_RELINKED = (TriggerKind.ASSOCIATION_CHANGED, TriggerKind.MERGED)
+
+
+def _rollup_contacts(triggers: Mapping[str, list[Trigger]], decisions: Mapping[str, Decision]) -> set[str]:
     contacts = {cid for cid, d in decisions.items() if any(a.type == ActionType.ROLLUP_COMPANIES for a in d.actions)}
-    contacts |= {cid for cid, ts in triggers.items() if cid in decisions
-                 and any(t.kind in (TriggerKind.ASSOCIATION_CHANGED, TriggerKind.MERGED) for t in ts)}
+    return contacts | {cid for cid, ts in triggers.items() if cid in decisions and any(t.kind in _RELINKED for t in ts)}
+
+
+def _companies_of(deps: Deps, triggers: Mapping[str, list[Trigger]],
+                  decisions: Mapping[str, Decision]) -> dict[str, list[str]]:
+    """The companies of every contact the deals (their names) and the rollup need, in one read."""
+    wanted = _rollup_contacts(triggers, decisions) | {
+        cid for cid, d in decisions.items()
+        if any(a.type in (ActionType.CREATE_DEAL, ActionType.SET_COMPANY_POC) for a in d.actions)}
+    return deps.hubspot.associations("contacts", "companies", sorted(wanted)) if wanted else {}
+
+
+def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], read: Mapping[str, Contact],
+            decisions: Mapping[str, Decision], writes: Mapping[str, Mapping[str, str]],
+            report: effects.EffectsReport, c2co: Mapping[str, list[str]]) -> set[str]:
+    """Recompute the companies this job touched; returns those another job is rolling up (to requeue)."""
+    contacts = _rollup_contacts(triggers, decisions)
     if not (contacts or inbox.companies or report.poc_contacts):
         return set()
     # The members' status and suppression flag are read afresh, not taken from this job's read
     # at its start: another job's rollup may have written them since (docs/chaos.md, Finding 3).
-    return rollups.recompute(deps, contacts, inbox.companies, written=writes, poc_contacts=report.poc_contacts).busy
+    # Only a contact this job wrote, under its lock, and only for a status change, brings its own
+    # (old, new) status: its companies may then skip the member reads (worker/rollups.py).
+    status = deps.settings.policy.contact.status
+    changes = {cid: (read[cid].get(status), writes[cid].get(status, read[cid].get(status))) for cid in contacts
+               if cid in writes and cid in read and not any(t.kind in _RELINKED for t in triggers.get(cid, []))}
+    return rollups.recompute(deps, contacts, inbox.companies, written=writes, poc_contacts=report.poc_contacts,
+                             c2co=c2co, status_changes=changes).busy
 
 
 def _count(outcome: Outcome, decisions: Mapping[str, Decision], writes: Mapping[str, Any], missing: list[str],

@@ -96,7 +96,7 @@ def test_a_company_another_job_is_rolling_up_is_left_to_it_and_reported_busy(set
     assert report.busy == {"900"} and report.companies == 2
     # 900 is neither read nor written: only 901's members are
     assert ("associations", "companies->contacts", ["901"]) in hubspot.calls
-    assert [c[2] for c in hubspot.of("read")] == [["3", "4"], ["901"]]
+    assert [c[2] for c in hubspot.of("read")] == [["901"], ["3", "4"]]  # the company first: it may need no members
     assert hubspot.of("update") == [("update", "contacts", {"4": {"lead_gen_suppressed": "false"}})]
     assert hubspot.store["companies"]["900"]["account_status"] == "mql"
     # once the holder is done, a later rollup of 900 does it
@@ -112,8 +112,8 @@ def test_members_are_read_afresh_in_one_batch_and_overlaid_with_what_the_job_wro
     deps = _deps(settings, redis_conn, hubspot)
     report = rollups.recompute(deps, ["1"], written={"1": {"contact_status": "sql"}})
     reads = hubspot.of("read")
-    assert reads == [("read", "contacts", ["1", "2"], ("contact_status", "lead_gen_suppressed")),
-                     ("read", "companies", ["900"], ("account_status", "poc_contact_id"))]
+    assert reads == [("read", "companies", ["900"], ("account_status", "poc_contact_id")),
+                     ("read", "contacts", ["1", "2"], ("contact_status", "lead_gen_suppressed"))]
     # contact->company, company->contact, and for contact 2 (about to be un-suppressed) its other companies
     assert [c[1:] for c in hubspot.of("associations")] == [("contacts->companies", ["1"]),
                                                            ("companies->contacts", ["900"]),
@@ -167,3 +167,56 @@ def test_a_busy_company_is_requeued_as_a_companies_only_payload(settings: Settin
     process_inbox(deps, Inbox.of(requeued), requeue=requeued.append)
     assert len(requeued) == 1 and hubspot.store["companies"]["900"]["account_status"] == "customer"
     assert redis_conn.keys("lc:lock:*") == []
+
+
+def _members_read(hubspot: FakeHubSpot) -> list[tuple[Any, ...]]:
+    return [c for c in hubspot.calls if c[:2] == ("associations", "companies->contacts")
+            or (c[0] == "read" and c[1] == "contacts")]
+
+
+def test_a_status_that_only_went_up_is_rolled_up_without_member_reads(settings: Settings,
+                                                                      redis_conn: redis.Redis) -> None:
+    hubspot = _two_accounts()
+    deps = _deps(settings, redis_conn, hubspot)
+    hubspot.store["contacts"]["4"]["contact_status"] = "sql"  # this job wrote it
+    report = rollups.recompute(deps, ["4"], written={"4": {"contact_status": "sql"}}, c2co={"4": ["901"]},
+                               status_changes={"4": ("prospect", "sql")})
+    assert report.busy == set() and _members_read(hubspot) == []
+    assert hubspot.of("associations") == []  # the caller's c2co is used
+    assert hubspot.of("update") == [("update", "companies", {"901": {"account_status": "sql"}})]
+    # Below the account's status before and after: nothing to write, still no member read.
+    hubspot.calls.clear()
+    rollups.recompute(deps, ["4"], written={"4": {"contact_status": "mql"}}, c2co={"4": ["901"]},
+                      status_changes={"4": ("prospect", "mql")})
+    assert _members_read(hubspot) == [] and hubspot.of("update") == []
+
+
+@pytest.mark.parametrize(("contact", "company", "change", "why"), [
+    ("3", "901", ("mql", "prospect"), "the account's status holder moves down"),
+    ("2", "900", ("mql", "customer"), "customer (suppression) is involved"),
+    ("4", "901", ("prospect", "unknown"), "a status the policy does not know"),
+])
+def test_a_rollup_that_depends_on_the_members_reads_them(settings: Settings, redis_conn: redis.Redis,
+                                                         contact: str, company: str, change: tuple[str, str],
+                                                         why: str) -> None:
+    hubspot = _two_accounts()
+    deps = _deps(settings, redis_conn, hubspot)
+    hubspot.store["contacts"][contact]["contact_status"] = change[1]
+    rollups.recompute(deps, [contact], written={contact: {"contact_status": change[1]}}, c2co={contact: [company]},
+                      status_changes={contact: change})
+    assert _members_read(hubspot), why
+
+
+def test_an_association_change_or_a_requeued_company_takes_the_full_path(settings: Settings,
+                                                                         redis_conn: redis.Redis) -> None:
+    hubspot = _two_accounts()
+    deps = _deps(settings, redis_conn, hubspot)
+    # Contact 3 is here for an association change (not in status_changes): 901 is read in full,
+    # even though contact 4's change alone would have allowed the quick path.
+    rollups.recompute(deps, ["3", "4"], written={"4": {"contact_status": "sql"}},
+                      c2co={"3": ["901"], "4": ["901"]}, status_changes={"4": ("prospect", "sql")})
+    assert _members_read(hubspot)
+    hubspot.calls.clear()
+    rollups.recompute(deps, ["4"], ["901"], written={"4": {"contact_status": "sql"}}, c2co={"4": ["901"]},
+                      status_changes={"4": ("prospect", "sql")})
+    assert _members_read(hubspot)
