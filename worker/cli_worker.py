@@ -52,6 +52,10 @@ def worker(burst: bool, queue_names: tuple[str, ...], processes: int, config: st
         click.echo(f"lifecycle worker: {exc}", err=True)
         sys.exit(2)
     configure_logging()
+    # RQ runs each job in a forked work horse: imported here once, the job code (and the SDK it
+    # pulls in) is inherited by every horse instead of being imported again for each job.
+    import worker.jobs  # noqa: F401
+
     if metrics_port:
         _serve_metrics(metrics_port)
     conn = redis.Redis.from_url(settings.redis_url)

@@ -6,10 +6,20 @@ about `max_contacts` contacts, and processes their events together with its own.
 list outlives a crash: when the job is retried, replayed or found abandoned, it processes
 the same absorbed jobs again (safe: level-triggered rules, idempotent effects). After a
 success the absorbed jobs and the list are deleted.
+
+Under a burst, a job that started while the queue was still growing first waits (at most
+`worker.coalesce_wait_s`, polling every `GROWTH_POLL_S`) until it stops growing, so it takes
+the whole burst rather than its first trickle; at a low rate the queue does not grow during
+the first poll, and the job goes on after that one poll (0.2 s). One job at a time waits and
+absorbs (`lc:absorbing:<queue>`): two jobs taking turns on the queue would each end up with
+events of every contact, and fight over the same contacts' locks (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -21,6 +31,8 @@ from worker.deps import Deps
 
 log = structlog.get_logger(__name__)
 JOB_FUNC = "worker.jobs.handle_events"
+GROWTH_POLL_S = 0.2  # how often a waiting job looks at the queue length
+QUIET_POLLS = 2  # after growth, polls in a row without growth that end the wait
 
 
 def absorbed_key(job_id: str) -> str:
@@ -68,6 +80,66 @@ def absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts
     if len(ids) > 0:
         log.info("jobs_coalesced", absorbed=len(ids), contacts=len(seen))
     return ids, payloads
+
+
+def absorbing_key(queue: Queue) -> str:
+    return f"lc:absorbing:{queue.name}"
+
+
+def wait_and_absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts: int, *,
+                    sleep: Callable[[float], None] = time.sleep) -> tuple[list[str], list[dict[str, Any]]]:
+    """`absorb`, after waiting for a growing queue to settle; one job at a time does this."""
+    if deps.redis.exists(f"{absorbed_key(job.id)}:done-absorbing"):
+        return absorb(deps, job, queue, own, max_contacts)  # a rerun: takes nothing new, no wait
+    wait_s = deps.settings.worker.coalesce_wait_s
+    token = uuid.uuid4().hex
+    key = absorbing_key(queue)
+    deadline = time.monotonic() + wait_s + 10.0
+    while not deps.redis.set(key, token, nx=True, px=int((wait_s + 30) * 1000)):
+        if time.monotonic() > deadline:
+            break  # the holder died or is slow: absorbing without it is safe (LMOVE), just less tidy
+        sleep(GROWTH_POLL_S)
+    try:
+        waited = wait_for_growth(deps, queue, wait_s, sleep=sleep)
+        if waited:
+            log.info("coalesce_waited", waited_s=round(waited, 2), queued=deps.redis.llen(queue.key))
+        return absorb(deps, job, queue, own, max_contacts)
+    finally:
+        _release(deps, key, token)
+
+
+def wait_for_growth(deps: Deps, queue: Queue, max_wait_s: float, *,
+                    sleep: Callable[[float], None] = time.sleep) -> float:
+    """Wait while the queue grows, at most `max_wait_s`; returns the seconds waited.
+
+    It looks once, one poll later: at a low rate the queue does not grow in that time and the
+    job goes on (one poll of latency); in a burst it does, and the job waits for the rest. Once
+    it has grown, it must stay still for `QUIET_POLLS` polls in a row: a loaded web process can
+    pause for a poll in the middle of a burst.
+    """
+    before = deps.redis.llen(queue.key)
+    started = time.monotonic()
+    if max_wait_s <= 0:
+        return 0.0
+    grew, still = False, 0
+    while time.monotonic() - started < max_wait_s:
+        sleep(min(GROWTH_POLL_S, max(0.0, max_wait_s - (time.monotonic() - started))))
+        now = deps.redis.llen(queue.key)
+        if now > before:
+            grew, still = True, 0
+        else:
+            still += 1
+            if still >= (QUIET_POLLS if grew else 1):
+                break
+        before = now
+    return time.monotonic() - started
+
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _release(deps: Deps, key: str, token: str) -> None:
+    deps.redis.eval(_RELEASE, 1, key, token)
 
 
 def _payload(deps: Deps, job_id: str, queue: Queue) -> dict[str, Any] | None:

@@ -37,7 +37,8 @@ def run_payload(deps: Deps, payload: dict[str, Any], job: Job | None) -> dict[st
     absorbed: list[str] = []
     payloads = [payload]
     if job is not None:
-        absorbed, more = coalesce.absorb(deps, job, queue, payload, deps.settings.worker.coalesce_max_contacts)
+        absorbed, more = coalesce.wait_and_absorb(deps, job, queue, payload,
+                                                  deps.settings.worker.coalesce_max_contacts)
         payloads += more
     inbox = Inbox.of(payloads)
     if inbox.deferrals:

@@ -140,6 +140,9 @@ class _Worker(_Strict):
     rate_limit: _RateLimit = Field(default_factory=_RateLimit)
     lock_ttl_s: int = Field(30, gt=0)
     coalesce_max_contacts: int = Field(1000, ge=1)
+    # A job that starts while the queue is still growing (a burst arriving) waits up to this
+    # long for it to stop growing before it coalesces (worker/coalesce.py); 0 turns it off.
+    coalesce_wait_s: float = Field(5.0, ge=0, le=30)
     reaper: _Reaper = Field(default_factory=_Reaper)
 
 
