@@ -1,0 +1,73 @@
+"""worker/gather.py: email events resolved from the contacts the job reads for their own events,
+only the other addresses searched; every contact locked before it is read. Real Redis locks, an
+in-memory HubSpot that records its calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+
+from rules.triggers import parse_trigger
+from worker.deps import Deps
+from worker.gather import gather
+from worker.locks import ContactLocks
+from worker.settings import load_settings
+
+ENV = {"HUBSPOT_CLIENT_SECRET": "s", "HUBSPOT_ACCESS_TOKEN": "t", "HUBSPOT_APP_ID": "4242"}
+CONTACTS = {"1": "one@x.test", "2": "two@x.test", "3": "three@x.test"}
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        self.locked_when_read: list[bool] = []
+        self.conn: redis.Redis | None = None
+
+    def read_objects(self, object_type: str, ids: Sequence[str], properties: Sequence[str],
+                     history: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        self.calls.append(("read", sorted(ids)))
+        assert self.conn is not None
+        self.locked_when_read += [bool(self.conn.exists(f"lc:lock:62515:{i}")) for i in ids]
+        return {i: {"id": i, "properties": {"email": CONTACTS[i].upper()}} for i in ids if i in CONTACTS}
+
+    def find_contacts_by_email(self, emails: Iterable[str]) -> dict[str, str]:
+        wanted = sorted(e.lower() for e in emails)
+        self.calls.append(("search", wanted))
+        return {e: cid for cid, e in CONTACTS.items() if e in wanted}
+
+
+def _score(cid: str) -> dict[str, Any]:
+    return {"subscriptionType": "contact.propertyChange", "objectId": int(cid), "propertyName": "hubspotscore",
+            "propertyValue": "50", "occurredAt": 1_700_000_000_000, "changeSource": "CALCULATED", "eventId": 1,
+            "portalId": 62515, "subscriptionId": 1, "attemptNumber": 0}
+
+
+def _delivered(email: str) -> dict[str, Any]:
+    return {"type": "DELIVERED", "recipient": email, "created": 1_700_000_000_001, "id": f"ev-{email}"}
+
+
+def test_only_addresses_of_contacts_not_read_are_searched_and_all_are_locked_before_read(
+        redis_conn: redis.Redis) -> None:
+    settings = load_settings(environ=ENV)
+    hubspot = Directory()
+    hubspot.conn = redis_conn
+    deps = Deps(settings=settings, redis=redis_conn, hubspot=hubspot, limiter=None)  # type: ignore[arg-type]
+    emails = {e: [_delivered(e)] for e in ("one@x.test", "two@x.test", "three@x.test", "nobody@x.test")}
+
+    def parse(raws: list[dict[str, Any]]) -> list[Any]:
+        return [parse_trigger(r, settings.policy) for r in raws]
+
+    with ContactLocks(redis_conn, 62515) as other, ContactLocks(redis_conn, 62515) as locks:
+        other.acquire(["3"])  # another job is working on contact 3
+        found = gather(deps, {"1": [_score("1")]}, emails, parse, locks)
+    # contact 1 was read for its own event and its (upper-case) email resolves one@x.test
+    assert hubspot.calls == [("read", ["1"]), ("search", ["nobody@x.test", "three@x.test", "two@x.test"]),
+                             ("read", ["2"])]
+    assert all(hubspot.locked_when_read)
+    assert found.email_of == {"one@x.test": "1", "two@x.test": "2", "three@x.test": "3"}
+    assert (found.locked, found.busy, found.unresolved) == ({"1", "2"}, {"3"}, 1)
+    assert sorted(found.rows) == ["1", "2"]
+    assert [t.kind.value for t in found.triggers["1"]] == ["property_changed", "email_event"]
+    assert len(found.triggers["3"]) == 1  # kept for the deferral, with its address resolved
