@@ -5,14 +5,15 @@ list `lc:absorbed:<job id>` (LMOVE: each id is taken by exactly one job) until i
 about `max_contacts` contacts, and processes their events together with its own. The
 list outlives a crash: when the job is retried, replayed or found abandoned, it processes
 the same absorbed jobs again (safe: level-triggered rules, idempotent effects). After a
-success the absorbed jobs and the list are deleted.
+success the absorbed jobs and the list are deleted. Jobs are taken `TAKE_BATCH` at a time in
+pipelines: a burst is thousands of jobs, and one round trip each would take seconds.
 
-Under a burst, a job that started while the queue was still growing first waits (at most
-`worker.coalesce_wait_s`, polling every `GROWTH_POLL_S`) until it stops growing, so it takes
-the whole burst rather than its first trickle; at a low rate the queue does not grow during
-the first poll, and the job goes on after that one poll (0.2 s). One job at a time waits and
-absorbs (`lc:absorbing:<queue>`): two jobs taking turns on the queue would each end up with
-events of every contact, and fight over the same contacts' locks (docs/benchmarks.md).
+Under a burst a job keeps taking what arrives, looking every `GROWTH_POLL_S`, until nothing
+more arrives for `QUIET_POLLS` looks in a row (or `worker.coalesce_wait_s` has passed), so it
+takes the whole burst rather than its first trickle. At a low rate nothing arrives during the
+first look, and the job goes on after that one look (0.2 s). One job at a time does this
+(`lc:absorbing:<queue>`): two jobs taking turns on the queue would each end up with events of
+every contact, and fight over the same contacts' locks (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,12 +32,18 @@ from worker.deps import Deps
 
 log = structlog.get_logger(__name__)
 JOB_FUNC = "worker.jobs.handle_events"
-GROWTH_POLL_S = 0.2  # how often a waiting job looks at the queue length
-QUIET_POLLS = 2  # after growth, polls in a row without growth that end the wait
+GROWTH_POLL_S = 0.2  # how often a coalescing job looks for newly queued jobs
+QUIET_POLLS = 2  # once jobs have arrived, looks in a row with none that end the wait
+TAKE_BATCH = 100  # queued jobs moved per pipelined round trip
+Taken = tuple[list[str], list[dict[str, Any]]]  # (absorbed job ids, their payloads)
 
 
 def absorbed_key(job_id: str) -> str:
     return f"lc:absorbed:{job_id}"
+
+
+def absorbing_key(queue: Queue) -> str:
+    return f"lc:absorbing:{queue.name}"
 
 
 def _idents(payload: dict[str, Any]) -> set[str]:
@@ -44,95 +51,127 @@ def _idents(payload: dict[str, Any]) -> set[str]:
     return {f"c:{c}" for c in payload.get("contacts") or {}} | {f"e:{e}" for e in payload.get("emails") or {}}
 
 
-def absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts: int
-           ) -> tuple[list[str], list[dict[str, Any]]]:
+class _Taker:
+    """One job's absorbed list: what it took before (on a rerun), and taking more (first run)."""
+
+    def __init__(self, deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts: int) -> None:
+        self.conn, self.queue, self.max = deps.redis, queue, max_contacts
+        self.key = absorbed_key(job.id)
+        self.ttl = deps.settings.worker.failure_ttl_s
+        self.ids = [i.decode() for i in self.conn.lrange(self.key, 0, -1)]
+        self.first_run = not self.conn.exists(f"{self.key}:done-absorbing")
+        self.stopped = not self.first_run
+        self.seen = _idents(own)  # distinct: many jobs of a burst are about the same contacts
+        self.payloads: list[dict[str, Any]] = []
+        for payload in _payloads(self.conn, self.ids, queue):
+            if payload is not None:
+                self.payloads.append(payload)
+                self.seen |= _idents(payload)
+
+    @property
+    def full(self) -> bool:
+        return self.stopped or len(self.seen) >= self.max
+
+    def take(self) -> int:
+        """Take what is queued now (up to the cap); returns how many jobs were taken."""
+        count = 0
+        while not self.full:
+            taken = self._take_batch()
+            if not taken:
+                break
+            count += taken
+        return count
+
+    def _take_batch(self) -> int:
+        pipe = self.conn.pipeline(transaction=False)
+        for _ in range(TAKE_BATCH):
+            pipe.lmove(self.queue.key, self.key, "LEFT", "RIGHT")
+        moved = [r.decode() for r in pipe.execute() if r is not None]
+        payloads = _payloads(self.conn, moved, self.queue)
+        pipe = self.conn.pipeline(transaction=False)
+        for jid in moved:
+            pipe.exists(absorbed_key(jid))
+        reruns = pipe.execute()
+        accepted: list[str] = []
+        for i, (jid, payload, rerun) in enumerate(zip(moved, payloads, reruns, strict=True)):
+            if payload is None or rerun or self.full:
+                # Not ours to take: another function, or a rerun (retry, abandoned, replay) that carries
+                # absorbed jobs of its own, which only it processes; or past the cap. Back to the front.
+                self.stopped = self.stopped or payload is None or bool(rerun)
+                self._give_back(moved[i:])
+                break
+            accepted.append(jid)
+            self.payloads.append(payload)
+            self.seen |= _idents(payload)
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.expire(self.key, self.ttl)
+        for jid in accepted:
+            pipe.expire(Job.key_for(jid), self.ttl)  # queued jobs have no TTL; absorbed ones must not leak
+        pipe.execute()
+        self.ids += accepted
+        return len(accepted)
+
+    def _give_back(self, ids: list[str]) -> None:
+        pipe = self.conn.pipeline(transaction=True)
+        for jid in ids:
+            pipe.lrem(self.key, 1, jid)
+        for jid in reversed(ids):  # the first of them ends up at the front, as it was
+            pipe.lpush(self.queue.key, jid)
+        pipe.execute()
+
+    def done(self) -> Taken:
+        self.conn.set(f"{self.key}:done-absorbing", "1", ex=self.ttl)
+        if self.ids:
+            log.info("jobs_coalesced", absorbed=len(self.ids), contacts=len(self.seen))
+        return self.ids, self.payloads
+
+
+def absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts: int) -> Taken:
     """(absorbed job ids, their payloads): the ones taken before (on a rerun) or newly taken."""
-    key = absorbed_key(job.id)
-    conn = deps.redis
-    ids = [i.decode() for i in conn.lrange(key, 0, -1)]
-    first_run = not conn.exists(f"{key}:done-absorbing")
-    seen = _idents(own)  # distinct: many jobs of a burst are about the same contacts
-    payloads = []
-    for jid in ids:
-        payload = _payload(deps, jid, queue)
-        if payload is not None:
-            payloads.append(payload)
-            seen |= _idents(payload)
-    ttl = deps.settings.worker.failure_ttl_s
-    while first_run and len(seen) < max_contacts:
-        raw = conn.lmove(queue.key, key, "LEFT", "RIGHT")
-        if raw is None:
-            break
-        jid = raw.decode()
-        payload = _payload(deps, jid, queue)
-        if payload is None or conn.exists(absorbed_key(jid)):
-            # Not ours to take: another function, or a rerun (retry, abandoned, replay) that carries
-            # absorbed jobs of its own, which only it processes. Back to the front of the queue.
-            conn.lrem(key, 1, jid)
-            conn.lpush(queue.key, jid)
-            break
-        conn.expire(key, ttl)
-        conn.expire(Job.key_for(jid), ttl)  # queued jobs have no TTL; absorbed ones must not leak
-        ids.append(jid)
-        payloads.append(payload)
-        seen |= _idents(payload)
-    conn.set(f"{key}:done-absorbing", "1", ex=ttl)
-    if len(ids) > 0:
-        log.info("jobs_coalesced", absorbed=len(ids), contacts=len(seen))
-    return ids, payloads
-
-
-def absorbing_key(queue: Queue) -> str:
-    return f"lc:absorbing:{queue.name}"
+    taker = _Taker(deps, job, queue, own, max_contacts)
+    taker.take()
+    return taker.done()
 
 
 def wait_and_absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts: int, *,
-                    sleep: Callable[[float], None] = time.sleep) -> tuple[list[str], list[dict[str, Any]]]:
-    """`absorb`, after waiting for a growing queue to settle; one job at a time does this."""
-    if deps.redis.exists(f"{absorbed_key(job.id)}:done-absorbing"):
-        return absorb(deps, job, queue, own, max_contacts)  # a rerun: takes nothing new, no wait
+                    sleep: Callable[[float], None] = time.sleep) -> Taken:
+    """`absorb`, going on while jobs keep arriving (module docstring); one job at a time."""
+    taker = _Taker(deps, job, queue, own, max_contacts)
+    if not taker.first_run:
+        return taker.done()  # a rerun: takes nothing new, no wait
     wait_s = deps.settings.worker.coalesce_wait_s
-    token = uuid.uuid4().hex
-    key = absorbing_key(queue)
+    token, key = uuid.uuid4().hex, absorbing_key(queue)
     deadline = time.monotonic() + wait_s + 10.0
     while not deps.redis.set(key, token, nx=True, px=int((wait_s + 30) * 1000)):
         if time.monotonic() > deadline:
             break  # the holder died or is slow: absorbing without it is safe (LMOVE), just less tidy
         sleep(GROWTH_POLL_S)
     try:
-        waited = wait_for_growth(deps, queue, wait_s, sleep=sleep)
-        if waited:
-            log.info("coalesce_waited", waited_s=round(waited, 2), queued=deps.redis.llen(queue.key))
-        return absorb(deps, job, queue, own, max_contacts)
+        started = time.monotonic()
+        taker.take()
+        looks = _keep_taking(taker, started + wait_s, sleep)
+        if looks:
+            log.info("coalesce_waited", waited_s=round(time.monotonic() - started, 2), looks=looks,
+                     absorbed=len(taker.ids))
+        return taker.done()
     finally:
         _release(deps, key, token)
 
 
-def wait_for_growth(deps: Deps, queue: Queue, max_wait_s: float, *,
-                    sleep: Callable[[float], None] = time.sleep) -> float:
-    """Wait while the queue grows, at most `max_wait_s`; returns the seconds waited.
-
-    It looks once, one poll later: at a low rate the queue does not grow in that time and the
-    job goes on (one poll of latency); in a burst it does, and the job waits for the rest. Once
-    it has grown, it must stay still for `QUIET_POLLS` polls in a row: a loaded web process can
-    pause for a poll in the middle of a burst.
-    """
-    before = deps.redis.llen(queue.key)
-    started = time.monotonic()
-    if max_wait_s <= 0:
-        return 0.0
-    grew, still = False, 0
-    while time.monotonic() - started < max_wait_s:
-        sleep(min(GROWTH_POLL_S, max(0.0, max_wait_s - (time.monotonic() - started))))
-        now = deps.redis.llen(queue.key)
-        if now > before:
-            grew, still = True, 0
-        else:
-            still += 1
-            if still >= (QUIET_POLLS if grew else 1):
-                break
-        before = now
-    return time.monotonic() - started
+def _keep_taking(taker: _Taker, until: float, sleep: Callable[[float], None]) -> int:
+    """Look every GROWTH_POLL_S and take what arrived, until nothing arrives (once, or QUIET_POLLS
+    times in a row after something did), the cap is reached, or `until`; returns the looks."""
+    looks, arrived, still = 0, False, 0
+    while not taker.full and time.monotonic() < until:
+        sleep(min(GROWTH_POLL_S, max(0.0, until - time.monotonic())))
+        looks += 1
+        if taker.take():
+            arrived, still = True, 0
+            continue
+        still += 1
+        if still >= (QUIET_POLLS if arrived else 1):
+            break
+    return looks
 
 
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -142,14 +181,24 @@ def _release(deps: Deps, key: str, token: str) -> None:
     deps.redis.eval(_RELEASE, 1, key, token)
 
 
-def _payload(deps: Deps, job_id: str, queue: Queue) -> dict[str, Any] | None:
-    try:
-        job = Job.fetch(job_id, connection=deps.redis, serializer=queue.serializer)
-    except NoSuchJobError:
-        return None
-    if job.func_name != JOB_FUNC or not job.args or not isinstance(job.args[0], dict):
+def _payloads(conn: Any, job_ids: list[str], queue: Queue) -> list[dict[str, Any] | None]:
+    """Each job's payload (one pipelined read), None for a job that is gone or not ours."""
+    if not job_ids:
+        return []
+    return [_job_payload(job) for job in Job.fetch_many(job_ids, connection=conn, serializer=queue.serializer)]
+
+
+def _job_payload(job: Job | None) -> dict[str, Any] | None:
+    if job is None or job.func_name != JOB_FUNC or not job.args or not isinstance(job.args[0], dict):
         return None
     return job.args[0]
+
+
+def _payload(deps: Deps, job_id: str, queue: Queue) -> dict[str, Any] | None:
+    try:
+        return _job_payload(Job.fetch(job_id, connection=deps.redis, serializer=queue.serializer))
+    except NoSuchJobError:
+        return None
 
 
 def finish(deps: Deps, job_id: str, absorbed: list[str]) -> None:
@@ -165,4 +214,4 @@ def finish(deps: Deps, job_id: str, absorbed: list[str]) -> None:
 def absorbed_payloads(deps: Deps, job_id: str, queue: Queue) -> list[dict[str, Any]]:
     """Payloads a failed job had absorbed (for `lifecycle failed show` / replay --dry-run)."""
     ids = [i.decode() for i in deps.redis.lrange(absorbed_key(job_id), 0, -1)]
-    return [p for p in (_payload(deps, jid, queue) for jid in ids) if p is not None]
+    return [p for p in _payloads(deps.redis, ids, queue) if p is not None]

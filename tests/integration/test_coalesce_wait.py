@@ -1,9 +1,11 @@
-"""Coalescing under a burst (worker/coalesce.py): a job waits while the queue is still growing, one
-job at a time waits and absorbs, and a rerun takes nothing new. Real Redis and RQ jobs; the waits
-are counted in polls, not timed."""
+"""Coalescing under a burst (worker/coalesce.py): a job keeps taking jobs while they arrive, one job
+at a time does so, jobs are taken in pipelined batches without losing or reordering any, and a
+rerun takes nothing new. Real Redis and RQ jobs; the waits are counted in looks, not timed."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any
 
 import pytest
@@ -11,67 +13,21 @@ import redis
 from rq.job import Job
 
 from worker import coalesce
-from worker.deps import Deps, make_queue
+from worker.deps import Deps
 from worker.jobs import enqueue_payload
-from worker.settings import Settings, load_settings
+from worker.settings import load_settings
 
 ENV = {"HUBSPOT_CLIENT_SECRET": "s", "HUBSPOT_ACCESS_TOKEN": "t", "HUBSPOT_APP_ID": "4242"}
 
 
 @pytest.fixture()
 def deps(redis_conn: redis.Redis) -> Deps:
-    settings: Settings = load_settings(environ=ENV)
-    return Deps(settings=settings, redis=redis_conn, hubspot=None, limiter=None)  # type: ignore[arg-type]
+    return Deps(settings=load_settings(environ=ENV), redis=redis_conn, hubspot=None,  # type: ignore[arg-type]
+                limiter=None)  # type: ignore[arg-type]
 
 
 def _payload(cid: str) -> dict[str, Any]:
     return {"v": 1, "portal_id": 62515, "source": "webhook", "contacts": {cid: []}, "emails": {}, "companies": {}}
-
-
-class Arrivals:
-    """A `sleep` that lets `per_poll[i]` more jobs arrive during the i-th poll."""
-
-    def __init__(self, conn: redis.Redis, key: str, per_poll: list[int]) -> None:
-        self.conn, self.key, self.per_poll, self.polls = conn, key, list(per_poll), 0
-
-    def __call__(self, seconds: float) -> None:
-        n = self.per_poll[self.polls] if self.polls < len(self.per_poll) else 0
-        self.polls += 1
-        for i in range(n):
-            self.conn.rpush(self.key, f"arrived-{self.polls}-{i}")
-
-
-def test_a_job_waits_while_the_queue_grows_and_goes_on_once_it_stops(deps: Deps) -> None:
-    queue = deps.queue()
-    deps.redis.rpush(queue.key, "first")
-    arrivals = Arrivals(deps.redis, queue.key, [5, 3, 0, 1, 0, 0, 7])
-    coalesce.wait_for_growth(deps, queue, 30.0, sleep=arrivals)
-    assert arrivals.polls == 6  # a pause of one poll is not the end; two still polls are: the 7 are not waited for
-    assert deps.redis.llen(queue.key) == 10
-
-
-def test_at_a_low_rate_a_job_looks_once_and_goes_on(deps: Deps) -> None:
-    queue = deps.queue()
-    arrivals = Arrivals(deps.redis, queue.key, [0, 4])
-    coalesce.wait_for_growth(deps, queue, 30.0, sleep=arrivals)
-    assert arrivals.polls == 1
-    arrivals = Arrivals(deps.redis, queue.key, [])
-    coalesce.wait_for_growth(deps, queue, 0.0, sleep=arrivals)  # coalesce_wait_s: 0 turns it off
-    assert arrivals.polls == 0
-
-
-def test_a_queue_that_keeps_growing_is_waited_for_at_most_the_configured_time(deps: Deps) -> None:
-    queue = deps.queue()
-    arrivals = Arrivals(deps.redis, queue.key, [1] * 10_000)
-
-    def sleep(seconds: float) -> None:
-        import time
-
-        arrivals(seconds)
-        time.sleep(seconds)
-
-    waited = coalesce.wait_for_growth(deps, queue, 0.5, sleep=sleep)
-    assert 0 < arrivals.polls < 10_000 and waited >= 0.5
 
 
 def _start(deps: Deps) -> Job:
@@ -82,23 +38,113 @@ def _start(deps: Deps) -> Job:
     return Job.fetch(jid.decode(), connection=deps.redis, serializer=queue.serializer)
 
 
+class Arrivals:
+    """A `sleep` during whose i-th call `per_look[i]` more jobs are queued."""
+
+    def __init__(self, deps: Deps, per_look: list[int], *, real_sleep: bool = False) -> None:
+        self.deps, self.per_look, self.looks, self.real_sleep, self.sent = deps, list(per_look), 0, real_sleep, 0
+
+    def __call__(self, seconds: float) -> None:
+        n = self.per_look[self.looks] if self.looks < len(self.per_look) else 0
+        self.looks += 1
+        for _ in range(n):
+            self.sent += 1
+            enqueue_payload(self.deps, _payload(f"late-{self.sent}"))
+        if self.real_sleep:
+            time.sleep(seconds)
+
+
+def _contacts(payloads: list[dict[str, Any]]) -> list[str]:
+    return [c for p in payloads for c in p["contacts"]]
+
+
+def test_a_job_keeps_taking_while_jobs_arrive_and_goes_on_once_they_stop(deps: Deps) -> None:
+    enqueue_payload(deps, _payload("own"))
+    for i in range(250):  # more than one pipelined batch
+        enqueue_payload(deps, _payload(f"early-{i}"))
+    job = _start(deps)
+    arrivals = Arrivals(deps, [5, 3, 0, 1, 0, 0, 7])
+    ids, payloads = coalesce.wait_and_absorb(deps, job, deps.queue(), job.args[0], 10_000, sleep=arrivals)
+    assert arrivals.looks == 6  # one look with nothing new is a pause; two in a row are the end
+    assert _contacts(payloads) == [f"early-{i}" for i in range(250)] + [f"late-{i}" for i in range(1, 10)]
+    assert len(ids) == 259 and arrivals.sent == 9 and deps.redis.llen(deps.queue().key) == 0
+    assert not deps.redis.exists(coalesce.absorbing_key(deps.queue()))
+
+
+def test_at_a_low_rate_a_job_looks_once_and_goes_on(deps: Deps) -> None:
+    enqueue_payload(deps, _payload("own"))
+    job = _start(deps)
+    arrivals = Arrivals(deps, [0, 4])
+    ids, _ = coalesce.wait_and_absorb(deps, job, deps.queue(), job.args[0], 1000, sleep=arrivals)
+    assert arrivals.looks == 1 and ids == []
+
+
+def _waiting(deps: Deps, seconds: float) -> Deps:
+    worker = deps.settings.worker.model_copy(update={"coalesce_wait_s": seconds})
+    return dataclasses.replace(deps, settings=dataclasses.replace(deps.settings, worker=worker))
+
+
+def test_coalesce_wait_0_takes_what_is_queued_without_looking_again(deps: Deps) -> None:
+    deps = _waiting(deps, 0.0)
+    for cid in ("own", "a", "b"):
+        enqueue_payload(deps, _payload(cid))
+    job = _start(deps)
+    ids, payloads = coalesce.wait_and_absorb(deps, job, deps.queue(), job.args[0], 1000,
+                                             sleep=lambda s: pytest.fail("no look with coalesce_wait_s: 0"))
+    assert _contacts(payloads) == ["a", "b"]
+
+
+def test_jobs_that_keep_arriving_are_waited_for_at_most_coalesce_wait_s(deps: Deps) -> None:
+    deps = _waiting(deps, 0.5)
+    enqueue_payload(deps, _payload("own"))
+    job = _start(deps)
+    arrivals = Arrivals(deps, [1] * 10_000, real_sleep=True)
+    ids, _ = coalesce.wait_and_absorb(deps, job, deps.queue(), job.args[0], 10_000, sleep=arrivals)
+    assert 0 < arrivals.looks < 10_000 and len(ids) == arrivals.sent  # it stopped, with all that came
+
+
+def _queued(deps: Deps) -> list[str]:
+    queue = deps.queue()
+    return [c for j in deps.redis.lrange(queue.key, 0, -1)
+            for c in Job.fetch(j.decode(), connection=deps.redis, serializer=queue.serializer).args[0]["contacts"]]
+
+
+def test_the_cap_and_a_rerun_end_the_taking_and_keep_the_queue_order(deps: Deps) -> None:
+    for cid in ("own", "0", "1", "2", "3", "4"):
+        enqueue_payload(deps, _payload(cid))
+    job = _start(deps)
+    _, payloads = coalesce.absorb(deps, job, deps.queue(), job.args[0], 3)  # own + 2 = 3 contacts
+    assert _contacts(payloads) == ["0", "1"]
+    assert _queued(deps) == ["2", "3", "4"]  # the rest of the batch given back to the front, in order
+    # Job "3" is a rerun (retry, abandoned, replay) with absorbed jobs of its own: only it processes them.
+    rerun = deps.redis.lindex(deps.queue().key, 1)
+    assert rerun is not None
+    deps.redis.rpush(coalesce.absorbed_key(rerun.decode()), "its-own")
+    enqueue_payload(deps, _payload("next"))
+    nxt = deps.redis.rpop(deps.queue().key)
+    assert nxt is not None
+    other = Job.fetch(nxt.decode(), connection=deps.redis, serializer=deps.queue().serializer)
+    _, payloads = coalesce.absorb(deps, other, deps.queue(), other.args[0], 1000)
+    assert _contacts(payloads) == ["2"] and _queued(deps) == ["3", "4"]
+
+
 def test_one_job_at_a_time_waits_and_absorbs(deps: Deps) -> None:
-    queue = make_queue(deps.settings, deps.redis)
+    queue = deps.queue()
     for i in range(6):
         enqueue_payload(deps, _payload(str(i)))
     job = _start(deps)
     key = coalesce.absorbing_key(queue)
     deps.redis.set(key, "another-job")
-    polls: list[float] = []
+    looks: list[float] = []
 
     def sleep(seconds: float) -> None:
-        polls.append(seconds)
-        if len(polls) == 2:
+        looks.append(seconds)
+        if len(looks) == 2:
             deps.redis.delete(key)  # the other job has absorbed what it wanted
 
     ids, payloads = coalesce.wait_and_absorb(deps, job, queue, job.args[0], 1000, sleep=sleep)
-    assert len(polls) >= 3  # twice for the holder, then once to see the queue is not growing
-    assert len(ids) == 5 and sorted(next(iter(p["contacts"])) for p in payloads) == ["1", "2", "3", "4", "5"]
+    assert len(looks) == 3  # twice for the holder, then once to see nothing more arrives
+    assert len(ids) == 5 and _contacts(payloads) == ["1", "2", "3", "4", "5"]
     assert deps.redis.llen(queue.key) == 0 and not deps.redis.exists(key)  # its own hold released
     # A rerun of the same job (retry, replay) takes the same absorbed jobs, without waiting.
     enqueue_payload(deps, _payload("9"))
