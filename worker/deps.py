@@ -51,7 +51,8 @@ def make_deps(settings: Settings, conn: redis.Redis | None = None) -> Deps:
                           search_per_s=rl.search_per_s)
     gateway = HubSpotGateway(access_token=settings.access_token or "", base_url=settings.hubspot_base_url,
                              limiter=limiter, request_timeout=tuple(settings.worker.request_timeout_s),  # type: ignore[arg-type]
-                             retry_stop_s=settings.worker.http_retry_stop_s)
+                             retry_stop_s=settings.worker.http_retry_stop_s,
+                             concurrency=settings.worker.http_concurrency)
     return Deps(settings=settings, redis=conn, hubspot=gateway, limiter=limiter)
 
 

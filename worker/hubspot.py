@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -68,7 +69,7 @@ class HubSpotGateway:
 
     def __init__(self, *, access_token: str, base_url: str, limiter: Limiter | None = None,
                  request_timeout: tuple[float, float] = (3.0, 15.0), retry_stop_s: float = 60.0,
-                 max_attempts: int = 8, sleep: Callable[[float], None] | None = None) -> None:
+                 max_attempts: int = 8, sleep: Callable[[float], None] | None = None, concurrency: int = 1) -> None:
         # urllib3 retries connection setup only; all status and backoff handling is ours.
         transport_retry = urllib3.Retry(total=2, read=0, status=0, respect_retry_after_header=False,
                                         raise_on_status=False)
@@ -83,6 +84,7 @@ class HubSpotGateway:
         self._sleep = sleep
         self._session = requests.Session()
         self._batch_unsubscribe = True  # until HubSpot says the token lacks the batch scope
+        self._concurrency = max(1, concurrency)
         # Discovery builds a new ApiClient on every attribute access: build each API once.
         crm = self._client.crm
         self._batch = {name: getattr(crm, name).batch_api for name in ("contacts", "companies", "deals")}
@@ -141,38 +143,59 @@ class HubSpotGateway:
         """Batch-read objects by id; ids HubSpot does not have are absent from the answer."""
         found: dict[str, dict[str, Any]] = {}
         size = HISTORY_BATCH if history else BATCH
-        for part in chunks(list(dict.fromkeys(ids)), size):
+
+        def read(part: Sequence[str]) -> Any:
             body = contact_models.BatchReadInputSimplePublicObjectId(
                 inputs=[contact_models.SimplePublicObjectId(id=str(i)) for i in part],
                 properties=list(properties), properties_with_history=list(history) or None)
-            answer = self._call(f"{object_type}.batch.read", self._batch[object_type].read, body,
-                                archived=False)
+            return self._call(f"{object_type}.batch.read", self._batch[object_type].read, body, archived=False)
+
+        for answer in self._each(read, list(chunks(list(dict.fromkeys(ids)), size))):
             for obj in answer.results or []:
                 found[str(obj.id)] = _object_json(obj)
         return found
+
+    def _each(self, fn: Callable[[Sequence[Any]], T], parts: list[Sequence[Any]]) -> list[T]:
+        """`fn` over independent batch parts, up to `concurrency` at a time, answers in order.
+
+        A big job's batches are independent (different objects): sent one after the other they
+        wait for HubSpot's latency one after the other. Each still goes through `_call`, so the
+        shared limiter paces them all; the first error raises once the others have finished.
+        """
+        if self._concurrency == 1 or len(parts) < 2:
+            return [fn(part) for part in parts]
+        with ThreadPoolExecutor(min(self._concurrency, len(parts)), thread_name_prefix="hubspot-batch") as pool:
+            futures = [pool.submit(fn, part) for part in parts]
+            return [f.result() for f in futures]
 
     def update_objects(self, object_type: str, updates: Mapping[str, Mapping[str, str]]) -> list[str]:
         """Batch-update objects; returns the ids HubSpot no longer has. Other errors raise."""
         missing: list[str] = []
         items = [(oid, dict(props)) for oid, props in updates.items() if props]
-        for part in chunks(items, BATCH):
+
+        def update(part: Sequence[tuple[str, dict[str, str]]]) -> Any:
             body = contact_models.BatchInputSimplePublicObjectBatchInput(
                 inputs=[contact_models.SimplePublicObjectBatchInput(id=str(oid), properties=props)
                         for oid, props in part])
-            answer = self._call(f"{object_type}.batch.update", self._batch[object_type].update, body)
+            return self._call(f"{object_type}.batch.update", self._batch[object_type].update, body)
+
+        for answer in self._each(update, list(chunks(items, BATCH))):
             missing.extend(_batch_errors(answer, f"{object_type}.batch.update"))
         return missing
 
     def create_objects(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> list[str]:
         """Batch-create objects; each input is {"properties": {...}, "associations": [...]}."""
         ids: list[str] = []
-        for part in chunks(list(inputs), BATCH):
+
+        def create(part: Sequence[Mapping[str, Any]]) -> Any:
             body = contact_models.BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
                 contact_models.SimplePublicObjectInputForCreate(
                     properties=dict(item["properties"]),
                     associations=[_association_spec(a) for a in item.get("associations", [])])
                 for item in part])
-            answer = self._call(f"{object_type}.batch.create", self._batch[object_type].create, body)
+            return self._call(f"{object_type}.batch.create", self._batch[object_type].create, body)
+
+        for answer in self._each(create, list(chunks(list(inputs), BATCH))):
             if _batch_errors(answer, f"{object_type}.batch.create"):
                 raise HubSpotPermanentError(f"{object_type}.batch.create: some inputs were rejected")
             ids.extend(str(obj.id) for obj in answer.results or [])

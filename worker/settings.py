@@ -137,6 +137,7 @@ class _Worker(_Strict):
     result_ttl_s: int = Field(3600, ge=0)
     request_timeout_s: tuple[float, float] = (3.0, 15.0)
     http_retry_stop_s: float = Field(60, gt=0)
+    http_concurrency: int = Field(8, ge=1, le=16)  # a job's independent batch calls in flight at once
     rate_limit: _RateLimit = Field(default_factory=_RateLimit)
     lock_ttl_s: int = Field(30, gt=0)
     coalesce_max_contacts: int = Field(1000, ge=1)

@@ -198,3 +198,48 @@ def test_translate_maps_every_sdk_package_exception_by_status() -> None:
             exc = cls(status=status, reason="x")
             exc.body = b'{"message": "m"}'
             assert isinstance(translate(exc, "e"), kind)
+
+
+class EchoReads:
+    """A loopback batch/read endpoint that answers with the ids asked for, and counts how many
+    requests were in flight at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = self.most = 0
+        self.sizes: list[int] = []
+        self.server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    @Request.application  # type: ignore[misc]
+    def _app(self, request: Request) -> Response:
+        import time
+
+        ids = [i["id"] for i in (request.get_json(silent=True) or {}).get("inputs", [])]
+        with self.lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.sizes.append(len(ids))
+        time.sleep(0.05)  # HubSpot's latency: what concurrency hides
+        with self.lock:
+            self.in_flight -= 1
+        results = [{"id": i, "properties": {"email": f"{i}@x.test"}, "createdAt": "2026-01-01T00:00:00Z",
+                    "updatedAt": "2026-01-01T00:00:00Z", "archived": False} for i in ids]
+        return Response(json.dumps({"status": "COMPLETE", "results": results}), content_type="application/json")
+
+
+def test_a_big_read_sends_its_batches_concurrently_and_merges_every_answer() -> None:
+    echo = EchoReads()
+    try:
+        gw = gateway(echo.url, concurrency=3)
+        found = gw.read_objects("contacts", [str(i) for i in range(450)], ["email"])
+        assert sorted(found, key=int) == [str(i) for i in range(450)]
+        assert found["449"]["properties"]["email"] == "449@x.test"
+        assert sorted(echo.sizes) == [50, 100, 100, 100, 100] and 1 < echo.most <= 3
+        echo.sizes.clear()
+        echo.most = 0
+        gateway(echo.url).read_objects("contacts", [str(i) for i in range(250)], ["email"])
+        assert echo.most == 1 and echo.sizes == [100, 100, 50]  # concurrency 1: one after the other, in order
+    finally:
+        echo.server.shutdown()
