@@ -66,7 +66,7 @@ def parse_ms(value: object) -> int | None:
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
-    if text.lstrip("-").isdigit():
+    if text.lstrip("-").isascii() and text.lstrip("-").isdigit():  # "²" is a digit to str.isdigit, not to int()
         return int(text)
     try:
         moment = datetime.fromisoformat(text)

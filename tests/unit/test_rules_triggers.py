@@ -366,6 +366,7 @@ TIMES = [
     pytest.param("", None, id="empty"),
     pytest.param("soon", None, id="text"),
     pytest.param("nan", None, id="nan-text"),
+    pytest.param("²", None, id="superscript-digit"),
     pytest.param(float("inf"), None, id="inf"),
     pytest.param([T0], None, id="list"),
 ]
