@@ -178,6 +178,17 @@ def settle(conn: redis.Redis, queues: Sequence[str], portal: Portal, *, timeout_
     raise RuntimeError(f"the system did not become quiet within {timeout_s:.0f} s; see the logs")
 
 
+def wait_delivered(portal: Portal, *, timeout_s: float, poll_s: float = 0.05) -> float:
+    """The wall-clock time the sandbox first had no webhook pending (buffered or in flight):
+    the burst's webhooks have all been answered by the web server, so its jobs are queued."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not portal.control("stats")["webhooks"]["pending"]:
+            return time.time()
+        time.sleep(poll_s)
+    raise RuntimeError(f"the burst's webhooks were not delivered within {timeout_s:.0f} s; see the logs")
+
+
 class Sampler:
     """Every `every_s`: queue depth and API calls so far (the burst's timeline, for the JSON report)."""
 
