@@ -33,7 +33,7 @@ from worker.deps import Deps
 log = structlog.get_logger(__name__)
 JOB_FUNC = "worker.jobs.handle_events"
 GROWTH_POLL_S = 0.2  # how often a coalescing job looks for newly queued jobs
-QUIET_POLLS = 2  # once jobs have arrived, looks in a row with none that end the wait
+QUIET_POLLS = 3  # once jobs have arrived, looks in a row with none that end the wait
 TAKE_BATCH = 100  # queued jobs moved per pipelined round trip
 Taken = tuple[list[str], list[dict[str, Any]]]  # (absorbed job ids, their payloads)
 

@@ -143,7 +143,7 @@ class _Worker(_Strict):
     coalesce_max_contacts: int = Field(1000, ge=1)
     # A job that starts while the queue is still growing (a burst arriving) waits up to this
     # long for it to stop growing before it coalesces (worker/coalesce.py); 0 turns it off.
-    coalesce_wait_s: float = Field(5.0, ge=0, le=30)
+    coalesce_wait_s: float = Field(15.0, ge=0, le=60)
     reaper: _Reaper = Field(default_factory=_Reaper)
 
 

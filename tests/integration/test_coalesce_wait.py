@@ -63,9 +63,10 @@ def test_a_job_keeps_taking_while_jobs_arrive_and_goes_on_once_they_stop(deps: D
     for i in range(250):  # more than one pipelined batch
         enqueue_payload(deps, _payload(f"early-{i}"))
     job = _start(deps)
-    arrivals = Arrivals(deps, [5, 3, 0, 1, 0, 0, 7])
+    arrivals = Arrivals(deps, [5, 3, 0, 1, 0, 0, 0, 7])
     ids, payloads = coalesce.wait_and_absorb(deps, job, deps.queue(), job.args[0], 10_000, sleep=arrivals)
-    assert arrivals.looks == 6  # one look with nothing new is a pause; two in a row are the end
+    assert coalesce.QUIET_POLLS == 3
+    assert arrivals.looks == 7  # one or two looks with nothing new are a pause; three in a row are the end
     assert _contacts(payloads) == [f"early-{i}" for i in range(250)] + [f"late-{i}" for i in range(1, 10)]
     assert len(ids) == 259 and arrivals.sent == 9 and deps.redis.llen(deps.queue().key) == 0
     assert not deps.redis.exists(coalesce.absorbing_key(deps.queue()))
