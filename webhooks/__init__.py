@@ -49,6 +49,7 @@ def create_app(
     # PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads when first imported.
     from webhooks.metrics import Metrics
     from webhooks.payload import Router
+    from webhooks.store import DeliveryStore
     from webhooks.views import EXTENSION, Deps, bp, register_bench
     from worker.enqueue import RedisUnavailableError, make_queue, make_redis, queue_depth
     from worker.logs import configure_logging
@@ -72,7 +73,8 @@ def create_app(
     if settings.webhooks.trust_proxy:
         # Heroku-style TLS termination: the signed URL is the public https one.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
-    app.extensions[EXTENSION] = Deps(settings, conn, queue, clock_ms or _now_ms, Router(settings), metrics)
+    app.extensions[EXTENSION] = Deps(settings, conn, queue, clock_ms or _now_ms, Router(settings), metrics,
+                                   DeliveryStore(queue, settings))
     app.register_blueprint(bp)
     if os.environ.get(BENCH_ENV) == "1":
         register_bench(app)
@@ -104,6 +106,8 @@ def _register_errors(app: Flask, unavailable: type[Exception]) -> None:
 
 
 def _register_request_log(app: Flask, metrics: Metrics) -> None:
+    log = structlog.get_logger("webhooks")  # one proxy per app: it binds once, on first use
+
     @app.before_request
     def start_timer() -> None:
         g.started = time.perf_counter()
@@ -115,9 +119,9 @@ def _register_request_log(app: Flask, metrics: Metrics) -> None:
             return response
         status = response.status_code
         outcome = _OUTCOMES.get(status, "error")
-        metrics.requests.labels(endpoint, outcome).inc()
+        metrics.child(metrics.requests, endpoint, outcome).inc()
         counts = g.get("counts") or {}
-        structlog.get_logger("webhooks").info(
+        log.info(
             "webhook_request",
             method=request.method, path=request.path, status=status, outcome=outcome,
             accepted=counts.get("accepted", 0), duplicates=counts.get("duplicates", 0),

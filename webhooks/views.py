@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import orjson
 from flask import Blueprint, Flask, Request, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from webhooks.fastpath import route_hubspot
 from webhooks.payload import Routed, Router
 from webhooks.signature import verify_request
-from worker.enqueue import enqueue_delivery, ping
+from webhooks.store import DeliveryStore
+from worker.enqueue import ping
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from worker.settings import Settings
 
 EXTENSION = "hubspot_worker"
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
 bp = Blueprint("webhooks", __name__)
 
@@ -38,6 +42,7 @@ class Deps:
     clock_ms: Callable[[], int]
     router: Router
     metrics: Metrics
+    store: DeliveryStore
 
 
 def deps() -> Deps:
@@ -73,28 +78,30 @@ def _ingest(endpoint: str, source: str, route: Callable[[Router, bytes], Routed]
     )
     routed = route(d.router, body)
     started = time.perf_counter()
-    result = enqueue_delivery(d.queue, routed.events, d.settings, source=source, received_at=received_at)
-    if routed.events:
-        d.metrics.enqueue_seconds.labels(endpoint).observe(time.perf_counter() - started)
-    duplicates = result.duplicates + routed.duplicates
+    result = d.store.store(routed.events, source=source, received_at=received_at, plans=routed.plans)
     m = d.metrics
+    if routed.events:
+        m.child(m.enqueue_seconds, endpoint).observe(time.perf_counter() - started)
+    duplicates = result.duplicates + routed.duplicates
     if result.accepted:
-        m.accepted.labels(endpoint).inc(result.accepted)
+        m.child(m.accepted, endpoint).inc(result.accepted)
     if duplicates:
-        m.deduplicated.labels(endpoint).inc(duplicates)
+        m.child(m.deduplicated, endpoint).inc(duplicates)
     for reason, count in routed.dropped.items():
-        m.dropped.labels(endpoint, reason).inc(count)
+        m.child(m.dropped, endpoint, reason).inc(count)
     counts: dict[str, Any] = {
         "accepted": result.accepted, "duplicates": duplicates, "dropped": routed.total_dropped,
     }
     g.counts = counts
-    return jsonify({**counts, "jobs": len(result.job_ids)}), 200
+    # What jsonify answers (sorted keys, a final newline), serialised by orjson: ~10x faster.
+    body = orjson.dumps({**counts, "jobs": len(result.job_ids)}, option=_JSON_OPTIONS)
+    return current_app.response_class(body, 200, mimetype="application/json")
 
 
 @bp.post("/webhooks/hubspot")
 def receive_hubspot() -> ResponseReturnValue:
     """HubSpot app webhooks: a signed JSON array of at most `max_events` events."""
-    return _ingest("hubspot", "webhook", Router.route_hubspot)
+    return _ingest("hubspot", "webhook", route_hubspot)
 
 
 @bp.post("/webhooks/email-events")

@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-import worker.enqueue as enqueue_module
 from tools.redis_runtime import RedisServer
 from webhooks import create_app
+from webhooks.store import DeliveryStore
 from webhooks.testing import encode, hubspot_event, signed_headers
 from worker.enqueue import ledger_entries, make_redis
 from worker.settings import load_settings
@@ -76,16 +76,16 @@ def test_redis_down_answers_503_and_nothing_is_half_written(durable_redis: Redis
     # 2. Redis dies after the job is planned and before the script runs.
     durable_redis.start()
     assert client.get("/readyz").status_code == 200
-    real_plan = enqueue_module._plan
+    real_call = DeliveryStore._call
 
     def plan_then_crash(*args: Any, **kwargs: Any) -> Any:
         durable_redis.stop()
-        return real_plan(*args, **kwargs)
+        return real_call(*args, **kwargs)
 
-    monkeypatch.setattr(enqueue_module, "_plan", plan_then_crash)
+    monkeypatch.setattr(DeliveryStore, "_call", plan_then_crash)
     third = [hubspot_event(objectId=n) for n in range(20, 25)]
     assert post(client, third).status_code == 503
-    monkeypatch.setattr(enqueue_module, "_plan", real_plan)
+    monkeypatch.setattr(DeliveryStore, "_call", real_call)
 
     # After the restart: only the first delivery is stored, whole.
     durable_redis.start()
@@ -106,16 +106,16 @@ def test_a_concurrent_identical_delivery_during_the_transaction_is_caught(
     duplicates, not enqueued twice."""
     client, rival = client_for(redis_conn), client_for(redis_conn)
     events = [hubspot_event(objectId=n) for n in range(8)]
-    real_plan = enqueue_module._plan
+    real_call = DeliveryStore._call
     calls = {"n": 0}
 
     def plan_with_a_rival(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             assert post(rival, events).json["accepted"] == 8  # the rival commits first
-        return real_plan(*args, **kwargs)
+        return real_call(*args, **kwargs)
 
-    monkeypatch.setattr(enqueue_module, "_plan", plan_with_a_rival)
+    monkeypatch.setattr(DeliveryStore, "_call", plan_with_a_rival)
     response = post(client, events)
     assert response.status_code == 200
     assert response.json == {"accepted": 0, "duplicates": 8, "dropped": 0, "jobs": 0}

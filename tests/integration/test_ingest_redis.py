@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -11,13 +13,14 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from webhooks import create_app
 from webhooks.testing import email_event, encode, hubspot_event, signed_headers
 from worker.enqueue import JOB_FUNC, LEDGER_PREFIX, job_id_for, ledger_entries
+from worker.jobclass import LifecycleJob
 from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -92,6 +95,37 @@ def test_a_signed_delivery_becomes_one_job_per_portal(client: FlaskClient, redis
     assert job.retries_left == len(settings.worker.retry_intervals_s)  # as worker.jobs.enqueue_payload
     assert job.retry_intervals == list(settings.worker.retry_intervals_s)
     assert job.origin == "hubspot" and job.get_status() == "queued"
+
+
+def test_the_job_hash_is_the_one_rq_writes(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    """The store fills RQ's own enqueue commands in (recorded once per process) instead of building
+    a Job per delivery: the hash must hold the fields RQ's Queue.enqueue_job writes for the same
+    job, with the same values (the data compared decoded: RQ's serializer spaces its JSON), and the
+    worker's job class must read it."""
+    events = [hubspot_event(objectId=n % 3) for n in range(6)] + [hubspot_event("contact.creation", objectId=9)]
+    assert post(client, events).status_code == 200
+    (raw_id,) = redis_conn.lrange("rq:queue:hubspot", 0, -1)
+    job_id = raw_id.decode()
+    ours = redis_conn.hgetall(f"rq:job:{job_id}")
+    fetched = LifecycleJob.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert fetched.func_name == JOB_FUNC and fetched.args[0]["contacts"]["9"] == [events[-1]]
+
+    redis_conn.flushdb()
+    worker = make_settings().worker
+    intervals = list(worker.retry_intervals_s)
+    queue = Queue("hubspot", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.create_job(JOB_FUNC, args=fetched.args, job_id=job_id, timeout=worker.job_timeout_s,
+                           result_ttl=worker.result_ttl_s, failure_ttl=worker.failure_ttl_s,
+                           retry=Retry(max=len(intervals), interval=intervals), description=fetched.description)
+    job.created_at = fetched.created_at
+    queue.enqueue_job(job)
+    theirs = redis_conn.hgetall(f"rq:job:{job_id}")
+    assert set(ours) == set(theirs)
+    assert json.loads(zlib.decompress(ours.pop(b"data"))) == json.loads(zlib.decompress(theirs.pop(b"data")))
+    ours.pop(b"enqueued_at"), theirs.pop(b"enqueued_at")  # RQ stamps its own enqueue
+    assert ours == theirs
+    assert redis_conn.lrange("rq:queue:hubspot", 0, -1) == [raw_id]
+    assert redis_conn.smembers("rq:queues") == {b"rq:queue:hubspot"}
 
 
 def test_job_ids_follow_the_dedupe_keys(client: FlaskClient, redis_conn: redis.Redis) -> None:
