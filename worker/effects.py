@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -62,10 +63,16 @@ def perform(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str,
     """Perform every action of `decisions`; owner picks are added to `updates`. `c2co`: the
     contacts' companies, when the caller has read them (the deals' names need them)."""
     report = EffectsReport()
-    assign_owners(deps, contacts, decisions, updates, report)
-    ensure_deals(deps, contacts, decisions, updates, report, c2co)
-    create_tasks(deps, contacts, decisions, updates, report)
-    unsubscribe(deps, contacts, decisions, report)
+    assign_owners(deps, contacts, decisions, updates, report)  # first: deals and tasks carry the owner
+    # Deals, tasks and unsubscribes are independent of one another (each is idempotent on its own
+    # and counts in its own field of `report`): done side by side, a big job waits for HubSpot's
+    # latency once rather than once per kind. The first failure raises after the others finish.
+    with ThreadPoolExecutor(3, thread_name_prefix="effects") as pool:
+        futures = [pool.submit(ensure_deals, deps, contacts, decisions, updates, report, c2co),
+                   pool.submit(create_tasks, deps, contacts, decisions, updates, report),
+                   pool.submit(unsubscribe, deps, contacts, decisions, report)]
+    for future in futures:
+        future.result()
     report.poc_contacts = [cid for cid, _ in _actions(decisions, ActionType.SET_COMPANY_POC)]
     return report
 
