@@ -13,7 +13,8 @@ more arrives for `QUIET_POLLS` looks in a row (or `worker.coalesce_wait_s` has p
 takes the whole burst rather than its first trickle. At a low rate nothing arrives during the
 first look, and the job goes on after that one look (0.2 s). One job at a time does this
 (`lc:absorbing:<queue>`): two jobs taking turns on the queue would each end up with events of
-every contact, and fight over the same contacts' locks (docs/benchmarks.md).
+every contact, and fight over the same contacts' locks (docs/benchmarks.md). The hold lives
+`HOLD_TTL_MS` and is renewed at every batch and look, so a killed holder's lapses in seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ JOB_FUNC = "worker.jobs.handle_events"
 GROWTH_POLL_S = 0.2  # how often a coalescing job looks for newly queued jobs
 QUIET_POLLS = 3  # once jobs have arrived, looks in a row with none that end the wait
 TAKE_BATCH = 100  # queued jobs moved per pipelined round trip
+HOLD_TTL_MS = 3000  # the one-at-a-time hold, renewed at every batch and look: a dead holder's lapses fast
 Taken = tuple[list[str], list[dict[str, Any]]]  # (absorbed job ids, their payloads)
 
 
@@ -56,6 +58,7 @@ class _Taker:
 
     def __init__(self, deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts: int) -> None:
         self.conn, self.queue, self.max = deps.redis, queue, max_contacts
+        self.renew: Callable[[], None] = lambda: None  # called at every batch (the hold's keep-alive)
         self.key = absorbed_key(job.id)
         self.ttl = deps.settings.worker.failure_ttl_s
         self.ids = [i.decode() for i in self.conn.lrange(self.key, 0, -1)]
@@ -76,6 +79,7 @@ class _Taker:
         """Take what is queued now (up to the cap); returns how many jobs were taken."""
         count = 0
         while not self.full:
+            self.renew()
             taken = self._take_batch()
             if not taken:
                 break
@@ -142,10 +146,11 @@ def wait_and_absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max
     wait_s = deps.settings.worker.coalesce_wait_s
     token, key = uuid.uuid4().hex, absorbing_key(queue)
     deadline = time.monotonic() + wait_s + 10.0
-    while not deps.redis.set(key, token, nx=True, px=int((wait_s + 30) * 1000)):
+    while not deps.redis.set(key, token, nx=True, px=HOLD_TTL_MS):
         if time.monotonic() > deadline:
-            break  # the holder died or is slow: absorbing without it is safe (LMOVE), just less tidy
-        sleep(GROWTH_POLL_S)
+            break  # the holder is slow: absorbing without it is safe (LMOVE), just less tidy
+        sleep(GROWTH_POLL_S)  # a holder that died lets go within HOLD_TTL_MS
+    taker.renew = lambda: _renew(deps, key, token)
     try:
         started = time.monotonic()
         taker.take()
@@ -175,6 +180,11 @@ def _keep_taking(taker: _Taker, until: float, sleep: Callable[[float], None]) ->
 
 
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+
+
+def _renew(deps: Deps, key: str, token: str) -> None:
+    deps.redis.eval(_RENEW, 1, key, token, HOLD_TTL_MS)
 
 
 def _release(deps: Deps, key: str, token: str) -> None:

@@ -153,3 +153,32 @@ def test_one_job_at_a_time_waits_and_absorbs(deps: Deps) -> None:
     again, _ = coalesce.wait_and_absorb(deps, job, queue, job.args[0], 1000,
                                         sleep=lambda s: pytest.fail("a rerun must not wait"))
     assert again == ids and deps.redis.llen(queue.key) == 1
+
+
+def test_the_hold_is_renewed_while_taking_and_a_dead_holders_lapses(deps: Deps) -> None:
+    queue = deps.queue()
+    key = coalesce.absorbing_key(queue)
+    enqueue_payload(deps, _payload("own"))
+    job = _start(deps)
+    ttls: list[int] = []
+    arrivals = Arrivals(deps, [1] * 20)
+
+    def sleep(seconds: float) -> None:
+        arrivals(seconds)
+        ttls.append(int(deps.redis.pttl(key)))
+
+    coalesce.wait_and_absorb(deps, job, queue, job.args[0], 1000, sleep=sleep)
+    assert len(ttls) >= 20 and all(0 < t <= coalesce.HOLD_TTL_MS for t in ttls)  # held (and renewed) throughout
+    assert not deps.redis.exists(key)
+    # A holder killed mid-wait (its hold is left behind): the next job goes on once the hold lapses.
+    enqueue_payload(deps, _payload("next"))
+    deps.redis.set(key, "a-killed-job", px=300)
+    nxt = _start(deps)
+    waits: list[float] = []
+
+    def real_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    coalesce.wait_and_absorb(deps, nxt, queue, nxt.args[0], 1000, sleep=real_sleep)
+    assert 1 <= len(waits) <= 10  # looks at the hold until it lapsed (0.3 s), then one look at the queue
