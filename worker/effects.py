@@ -117,11 +117,21 @@ def _owner_of(deps: Deps, cid: str, contacts: Mapping[str, Contact], updates: Ma
 # -- tasks ----------------------------------------------------------------------------------------
 def create_tasks(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
                  updates: Mapping[str, Mapping[str, str]], report: EffectsReport) -> None:
+    """Tasks in batch creates. Before each create the keys are marked *intended*; a key intended
+    but not done means an earlier attempt died with the create in flight (a killed worker), and
+    HubSpot may have made the task: the contact's tasks are read, and a task already tagged with
+    the key (`[lifecycle <key>]` in its body) is not made again."""
     wanted = _actions(decisions, ActionType.CREATE_TASK)
     todo = pending_keys(deps, [a.key for _, a in wanted])
     wanted = [(cid, a) for cid, a in wanted if a.key in todo]
+    made = _made_before(deps, wanted)
+    if made:
+        log.info("tasks_found", tasks=len(made), why="created by an attempt that died before recording them")
+        _mark_done(deps, made)
+        wanted = [(cid, a) for cid, a in wanted if a.key not in made]
     if not wanted:
         return
+    _mark_intended(deps, (a.key for _, a in wanted))
     now = deps.clock_ms()
     inputs = []
     for cid, action in wanted:
@@ -141,6 +151,32 @@ def create_tasks(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping
     deps.hubspot.create_objects("tasks", inputs)
     _mark_done(deps, (a.key for _, a in wanted))
     report.tasks_created += len(inputs)
+
+
+def _intent_key(deps: Deps, key: str) -> str:
+    return f"lc:intent:{deps.portal_id}:{key}"
+
+
+def _mark_intended(deps: Deps, keys: Iterable[str]) -> None:
+    pipe = deps.redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.set(_intent_key(deps, key), "1", ex=LEDGER_TTL_S)
+    pipe.execute()
+
+
+def _made_before(deps: Deps, wanted: list[tuple[str, Action]]) -> set[str]:
+    """Keys among `wanted` an earlier attempt intended and whose task HubSpot has (tagged)."""
+    if not wanted:
+        return set()
+    flags = deps.redis.mget([_intent_key(deps, a.key) for _, a in wanted])
+    intended = [(cid, a.key) for (cid, a), flag in zip(wanted, flags, strict=True) if flag]
+    if not intended:
+        return set()
+    c2t = deps.hubspot.associations("contacts", "tasks", sorted({cid for cid, _ in intended}))
+    task_ids = sorted({t for ids in c2t.values() for t in ids})
+    rows = deps.hubspot.read_objects("tasks", task_ids, ["hs_task_body"]) if task_ids else {}
+    bodies = " ".join((row.get("properties") or {}).get("hs_task_body") or "" for row in rows.values())
+    return {key for _, key in intended if f"[lifecycle {key}]" in bodies}
 
 
 # -- unsubscribe ----------------------------------------------------------------------------------
