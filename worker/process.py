@@ -18,7 +18,7 @@ from rules.errors import TriggerError
 from rules.lifecycle import decide
 from rules.model import ActionType, Contact, Decision, Trigger, TriggerKind
 from rules.triggers import parse_contact, parse_trigger
-from worker import effects, metrics, rollups
+from worker import effects, metrics, rollup_due, rollups
 from worker.deps import Deps
 from worker.gather import gather
 from worker.locks import ContactLocks
@@ -162,16 +162,20 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
         contacts, decisions = (decide_read(deps, sorted(found.locked), found.rows, triggers, outcome)
                                if found.locked else ({}, {}))
         updates = {cid: dict(d.updates) for cid, d in decisions.items() if d.updates}
-        c2co = _companies_of(deps, triggers, decisions)
+        due = rollup_due.owed(deps, decisions)  # rollups a run that died after its write still owes
+        c2co = _companies_of(deps, triggers, decisions, due)
         report = effects.perform(deps, contacts, decisions, updates, c2co=c2co)
         held = locks.still_held(updates)
         moved = _changed_since_read(deps, contacts, held)
         busy |= (set(updates) - held) | moved
         writes = {cid: u for cid, u in updates.items() if cid in held and cid not in moved}
+        recorded = rollup_due.record(deps, _rollup_contacts(triggers, decisions) & writes.keys(),
+                                     set(report.poc_contacts) & writes.keys())
         missing = deps.hubspot.update_objects("contacts", writes) if writes else []
-        busy_companies = _rollup(deps, inbox, triggers, contacts, decisions, writes, report, c2co)
+        busy_companies = _rollup(deps, inbox, triggers, contacts, decisions, writes, report, c2co, due)
     if busy or busy_companies:
         requeue(inbox.payload_for(busy, email_of, busy_companies))
+    rollup_due.settle(deps, recorded | due.keys())
     if busy:
         log.info("contacts_deferred", contacts=len(busy), why="another job holds their lock")
     _count(outcome, decisions, writes, missing, busy)
@@ -206,10 +210,10 @@ def _rollup_contacts(triggers: Mapping[str, list[Trigger]], decisions: Mapping[s
     return contacts | {cid for cid, ts in triggers.items() if cid in decisions and any(t.kind in _RELINKED for t in ts)}
 
 
-def _companies_of(deps: Deps, triggers: Mapping[str, list[Trigger]],
-                  decisions: Mapping[str, Decision]) -> dict[str, list[str]]:
+def _companies_of(deps: Deps, triggers: Mapping[str, list[Trigger]], decisions: Mapping[str, Decision],
+                  due: Mapping[str, str]) -> dict[str, list[str]]:
     """The companies of every contact the deals (their names) and the rollup need, in one read."""
-    wanted = _rollup_contacts(triggers, decisions) | {
+    wanted = _rollup_contacts(triggers, decisions) | set(due) | {
         cid for cid, d in decisions.items()
         if any(a.type in (ActionType.CREATE_DEAL, ActionType.SET_COMPANY_POC) for a in d.actions)}
     return deps.hubspot.associations("contacts", "companies", sorted(wanted)) if wanted else {}
@@ -217,10 +221,12 @@ def _companies_of(deps: Deps, triggers: Mapping[str, list[Trigger]],
 
 def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], read: Mapping[str, Contact],
             decisions: Mapping[str, Decision], writes: Mapping[str, Mapping[str, str]],
-            report: effects.EffectsReport, c2co: Mapping[str, list[str]]) -> set[str]:
-    """Recompute the companies this job touched; returns those another job is rolling up (to requeue)."""
-    contacts = _rollup_contacts(triggers, decisions)
-    if not (contacts or inbox.companies or report.poc_contacts):
+            report: effects.EffectsReport, c2co: Mapping[str, list[str]], due: Mapping[str, str]) -> set[str]:
+    """Recompute the companies this job touched, and those an earlier run owes (`due`); returns
+    those another job is rolling up (to requeue)."""
+    contacts = _rollup_contacts(triggers, decisions) | set(due)
+    poc_contacts = sorted(set(report.poc_contacts) | set(rollup_due.pocs(due)))
+    if not (contacts or inbox.companies or poc_contacts):
         return set()
     # The members' status and suppression flag are read afresh, not taken from this job's read
     # at its start: another job's rollup may have written them since (docs/chaos.md, Finding 3).
@@ -229,7 +235,7 @@ def _rollup(deps: Deps, inbox: Inbox, triggers: Mapping[str, list[Trigger]], rea
     status = deps.settings.policy.contact.status
     changes = {cid: (read[cid].get(status), writes[cid].get(status, read[cid].get(status))) for cid in contacts
                if cid in writes and cid in read and not any(t.kind in _RELINKED for t in triggers.get(cid, []))}
-    return rollups.recompute(deps, contacts, inbox.companies, written=writes, poc_contacts=report.poc_contacts,
+    return rollups.recompute(deps, contacts, inbox.companies, written=writes, poc_contacts=poc_contacts,
                              c2co=c2co, status_changes=changes).busy
 
 

@@ -132,3 +132,46 @@ def test_a_reps_change_overwritten_by_a_concurrent_write_is_restored(inproc: Sys
     props = inproc.contact(cid)
     assert (props["contact_status"], props["contact_milestone"]) == ("mql", "dead")
     assert props.get("hs_email_optout") == "true"  # T5: a person's dead unsubscribes
+
+
+def test_a_job_that_dies_between_its_write_and_its_rollup_still_rolls_up(inproc: System,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 10 (the soak): the job converting a contact to customer wrote the contact, then its
+    worker was killed before the rollup. Its rerun found the contact customer already, decided
+    "nothing to do", and the company stayed sql with no POC and nobody suppressed (spec §6)."""
+    from rq.registry import ScheduledJobRegistry
+
+    from worker import process
+    from worker.jobclass import LifecycleJob
+
+    company = inproc.rep_create_company(name="Crashy Inc")
+    other = inproc.rep_create_contact(email="other@ex.test")
+    inproc.rep_associate(other, company)
+    cid = inproc.rep_create_contact(email="buyer@ex.test", contact_milestone="qualified")
+    inproc.rep_associate(cid, company)
+    inproc.settle()
+    assert inproc.contact(cid)["contact_status"] == "sql"
+    real, died = process._rollup, []
+
+    def killed_after_the_write(*args: Any, **kwargs: Any) -> set[str]:
+        if not died:
+            died.append(True)
+            raise RuntimeError("the worker was killed here")  # a failed job, as an abandoned one ends up
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(process, "_rollup", killed_after_the_write)
+    inproc.rep_update(cid, contact_milestone="convert_to_customer")
+    inproc.settle()
+    assert died and inproc.contact(cid)["contact_status"] == "customer"  # written before the "kill"
+    scheduled = ScheduledJobRegistry(queue=inproc.queue, job_class=LifecycleJob)
+    retries = scheduled.get_job_ids()
+    assert retries, "the job was meant to fail into an RQ retry"
+    for job_id in retries:  # the retry runs now (RQ's scheduler, or the reaper, would enqueue it)
+        job = LifecycleJob.fetch(job_id, connection=inproc.conn, serializer=inproc.queue.serializer)
+        scheduled.remove(job)
+        inproc.queue.enqueue_job(job)
+    inproc.settle()
+    assert {k: inproc.company(company).get(k) for k in ("account_status", "poc_contact_id")} == {
+        "account_status": "customer", "poc_contact_id": cid}
+    assert inproc.contact(other)["lead_gen_suppressed"] == "true"
+    assert not inproc.conn.keys("lc:rollup-due:*"), "nothing is owed once the rollup is done"
