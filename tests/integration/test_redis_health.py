@@ -19,7 +19,10 @@ def conn(private_redis: RedisServer) -> redis.Redis:
 
 def test_production_settings_have_no_problem(conn: redis.Redis, private_redis: RedisServer) -> None:
     conn.config_set("appendonly", "yes")
-    found = redis_findings(conn, private_redis.url)
+    try:
+        found = redis_findings(conn, private_redis.url)
+    finally:
+        conn.config_set("appendonly", "no")  # else the server's shutdown waits on the AOF rewrite
     assert (found["maxmemory_policy"], found["appendonly"], found["problems"]) == ("noeviction", "yes", [])
 
 
