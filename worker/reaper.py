@@ -81,6 +81,7 @@ FORK_WAIT_S = 10.0
 WORKER_EXPIRED = "worker_expired"
 PID_DEAD = "pid_dead"
 HEARTBEAT_STALE = "heartbeat_stale"
+SUPERSEDED = "superseded"  # its process, alive, now runs a newer worker (rebuilt after a Redis outage)
 
 _CLAIM = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
@@ -135,22 +136,29 @@ def _when(text: str | None) -> datetime | None:
 
 
 def worker_gone(data: Mapping[str, str], *, host: str, now: datetime, stale_after_s: float,
-                alive: Callable[[int], bool] = pid_alive, after_outage: bool = False) -> str | None:
+                alive: Callable[[int], bool] = pid_alive, after_outage: bool = False,
+                superseded: bool = False) -> str | None:
     """Why the worker whose RQ hash is `data` is gone (`WORKER_EXPIRED`, `PID_DEAD`,
-    `HEARTBEAT_STALE`), or None while it may be alive.
+    `SUPERSEDED`, `HEARTBEAT_STALE`), or None while it may be alive.
 
     `data` is the hash with str fields, empty once it has expired. A worker on this host whose
-    pid is alive is not dead by pid; it still is by a stale heartbeat (a reused pid).
-    `after_outage`: only a dead pid counts, since missing heartbeats and hashes prove nothing
+    pid is alive is not dead by pid; it still is by a stale heartbeat (a reused pid), or when
+    `superseded`: a newer worker is registered for the same host and pid, which `lifecycle
+    worker` builds when Redis went away under the old one (that one will never finish its job).
+    Either way a horse that outlived its worker is left to finish its job first.
+    `after_outage`: only pids count, since missing heartbeats and hashes prove nothing
     when Redis itself was away.
     """
     if not data:
         return None if after_outage else WORKER_EXPIRED
     pid = _int(data.get("pid"))
-    if pid and data.get("hostname") == host and not alive(pid):
+    if pid and data.get("hostname") == host:
         horse = _int(data.get(HORSE_PID_FIELD))
         if not (horse and alive(horse)):  # a horse that outlived its worker finishes its job
-            return PID_DEAD
+            if not alive(pid):
+                return PID_DEAD
+            if superseded:
+                return SUPERSEDED
     if after_outage:
         return None
     beat = _when(data.get("last_heartbeat"))
@@ -345,12 +353,29 @@ class Reaper:
             pipe.hgetall(Worker.redis_worker_namespace_prefix + name)
         now = datetime.now(UTC)
         after_outage = time.monotonic() < self._trust_pids_only_until
+        hashes = [{k.decode(): v.decode(errors="replace") for k, v in raw.items()} for raw in pipe.execute()]
+        running = self._workers_by_process()
         verdicts: dict[str, str | None] = {}
-        for name, raw in zip(workers, pipe.execute(), strict=True):
-            data = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
+        for name, data in zip(workers, hashes, strict=True):
+            newer = running.get((data.get("hostname", ""), data.get("pid", ""), data.get("birth", "")))
             verdicts[name] = worker_gone(data, host=self.host, now=now, stale_after_s=self.stale_after_s,
-                                         alive=self.alive, after_outage=after_outage)
+                                         alive=self.alive, after_outage=after_outage, superseded=bool(newer))
         return {entry: (name, reason) for entry, name in owners.items() if (reason := verdicts[name])}
+
+    def _workers_by_process(self) -> dict[tuple[str, str, str], bool]:
+        """(hostname, pid, birth) of every registered worker of this host -> whether a worker
+        born later is registered for the same host and pid."""
+        names = [_text(k) for k in self.conn.smembers(Worker.redis_workers_keys)]
+        pipe = self.conn.pipeline(transaction=False)
+        for key in names:
+            pipe.hmget(key, "hostname", "pid", "birth")
+        rows = [tuple(_text(v) if v else "" for v in row) for row in pipe.execute()]
+        births: dict[tuple[str, str], list[str]] = {}
+        for host, pid, birth in rows:
+            if host == self.host and pid:
+                births.setdefault((host, pid), []).append(birth)
+        return {(host, pid, birth): birth < max(all_births)
+                for (host, pid), all_births in births.items() for birth in all_births}
 
     @contextlib.contextmanager
     def _queue_lock(self, queue: Queue) -> Iterator[tuple[str, str] | None]:

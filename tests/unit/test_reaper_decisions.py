@@ -16,7 +16,15 @@ import yaml
 
 from tests.factories import CONFIG
 from worker.errors import ConfigError
-from worker.reaper import HEARTBEAT_STALE, HORSE_PID_FIELD, PID_DEAD, WORKER_EXPIRED, pid_alive, worker_gone
+from worker.reaper import (
+    HEARTBEAT_STALE,
+    HORSE_PID_FIELD,
+    PID_DEAD,
+    SUPERSEDED,
+    WORKER_EXPIRED,
+    pid_alive,
+    worker_gone,
+)
 from worker.settings import load_settings
 
 NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
@@ -55,6 +63,19 @@ def gone(data: dict[str, str], *, after_outage: bool = False, stale_after_s: flo
 ])
 def test_when_a_worker_is_gone(data: dict[str, str], expected: str | None) -> None:
     assert gone(data) == expected
+
+
+@pytest.mark.parametrize(("data", "after_outage", "expected"), [
+    pytest.param(worker(), False, SUPERSEDED, id="rebuilt-after-an-outage"),
+    pytest.param(worker(), True, SUPERSEDED, id="counts-right-after-the-outage-too"),
+    pytest.param(worker(**{HORSE_PID_FIELD: "202"}), True, None, id="its-horse-still-runs-the-job"),
+    pytest.param(worker(pid=999), False, PID_DEAD, id="a-dead-pid-says-dead-first"),
+    pytest.param(worker(host="other-host"), False, None, id="other-hosts-are-judged-by-heartbeat"),
+])
+def test_a_worker_whose_process_runs_a_newer_worker_is_gone(data: dict[str, str], after_outage: bool,
+                                                             expected: str | None) -> None:
+    assert worker_gone(data, host=HOST, now=NOW, stale_after_s=60.0, alive=alive, after_outage=after_outage,
+                       superseded=True) == expected
 
 
 def test_the_stale_threshold_is_the_setting() -> None:
