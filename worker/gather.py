@@ -39,6 +39,10 @@ def gather(deps: Deps, contacts: Mapping[str, list[dict[str, Any]]], emails: Map
            parse: Parse, locks: ContactLocks, *, with_history: bool = False) -> Gathered:
     """Lock and read the contacts of `contacts` (by id) and `emails` (by address)."""
     g = Gathered()
+    # Lock before parsing: a burst's job parses thousands of events, and a job that starts meanwhile
+    # would otherwise take some of these contacts first (and this job would defer them). Contacts
+    # that turn out to have nothing to do (only echoes of our own writes, deleted) are let go below.
+    early, _ = locks.acquire(sorted(contacts))
     by_contact: dict[str, list[Trigger]] = defaultdict(list)
     for cid, raws in contacts.items():
         by_contact[cid].extend(parse(raws))
@@ -53,6 +57,7 @@ def gather(deps: Deps, contacts: Mapping[str, list[dict[str, Any]]], emails: Map
                 continue
             by_contact[cid].extend(parse(raws))
         _lock_and_read(deps, g, by_contact, locks, with_history)
+    locks.release_some(early - g.locked)
     g.triggers = {c: ts for c, ts in by_contact.items() if ts}
     return g
 
@@ -67,6 +72,7 @@ def _lock_and_read(deps: Deps, g: Gathered, by_contact: Mapping[str, list[Trigge
     if not wanted:
         return
     locked, busy = locks.acquire(wanted)
+    locked |= set(wanted) & locks.held  # taken before parsing (gather)
     g.locked |= locked
     g.busy |= busy
     if locked:

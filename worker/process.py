@@ -7,6 +7,7 @@ So redelivery, reordering, replay and reconcile all run this same code, safely.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -149,12 +150,27 @@ def decide_read(deps: Deps, ids: list[str], rows: Mapping[str, dict[str, Any]], 
     return contacts, decisions
 
 
+class _Phases:
+    """Wall time of a job's phases, for its `job_processed` line (where a big job's seconds go)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._mark = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._mark, 3)
+        self._mark = now
+
+
 def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, Any]:
     """Apply the rules to every contact of `inbox` and write the results back."""
     outcome = Outcome()
+    phase = _Phases()
     with ContactLocks(deps.redis, deps.portal_id, ttl_s=deps.settings.worker.lock_ttl_s) as locks:
         found = gather(deps, inbox.contacts, inbox.emails, lambda raws: _triggers(deps, raws, outcome), locks,
                        with_history=inbox.with_history)
+        phase.done("gather")
         triggers, email_of, busy = found.triggers, found.email_of, set(found.busy)
         for cid in sorted(found.gone):
             log.info("contact_skipped", contact_id=cid, why="deleted")
@@ -162,17 +178,23 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
         contacts, decisions = (decide_read(deps, sorted(found.locked), found.rows, triggers, outcome)
                                if found.locked else ({}, {}))
         updates = {cid: dict(d.updates) for cid, d in decisions.items() if d.updates}
+        phase.done("decide")
         due = rollup_due.owed(deps, decisions)  # rollups a run that died after its write still owes
         c2co = _companies_of(deps, triggers, decisions, due)
+        phase.done("companies")
         report = effects.perform(deps, contacts, decisions, updates, c2co=c2co)
+        phase.done("effects")
         held = locks.still_held(updates)
         moved = _changed_since_read(deps, contacts, held)
         busy |= (set(updates) - held) | moved
         writes = {cid: u for cid, u in updates.items() if cid in held and cid not in moved}
         recorded = rollup_due.record(deps, _rollup_contacts(triggers, decisions) & writes.keys(),
                                      set(report.poc_contacts) & writes.keys())
+        phase.done("recheck")
         missing = deps.hubspot.update_objects("contacts", writes) if writes else []
+        phase.done("write")
         busy_companies = _rollup(deps, inbox, triggers, contacts, decisions, writes, report, c2co, due)
+        phase.done("rollup")
     if busy or busy_companies:
         requeue(inbox.payload_for(busy, email_of, busy_companies))
     rollup_due.settle(deps, recorded | due.keys())
@@ -182,8 +204,10 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
     for name in ("written", "noop", "deferred"):
         metrics.CONTACTS.labels(outcome=name).inc(getattr(outcome, name))
     _observe_lag(deps, triggers, writes)
+    phase.done("finish")
     return outcome.as_json({"owners_assigned": report.owners_assigned, "tasks_created": report.tasks_created,
-                            "deals_created": report.deals_created, "unsubscribed": report.unsubscribed})
+                            "deals_created": report.deals_created, "unsubscribed": report.unsubscribed,
+                            "phases_s": phase.seconds})
 
 
 def _changed_since_read(deps: Deps, contacts: Mapping[str, Contact], ids: set[str]) -> set[str]:

@@ -71,3 +71,29 @@ def test_only_addresses_of_contacts_not_read_are_searched_and_all_are_locked_bef
     assert sorted(found.rows) == ["1", "2"]
     assert [t.kind.value for t in found.triggers["1"]] == ["property_changed", "email_event"]
     assert len(found.triggers["3"]) == 1  # kept for the deferral, with its address resolved
+
+
+def test_contacts_are_locked_before_their_events_are_parsed_and_idle_ones_let_go(redis_conn: redis.Redis) -> None:
+    """A burst's job parses thousands of events: a job that starts meanwhile must not take its
+    contacts' locks first. Contacts with nothing to do (only the app's own echoes, deleted) are
+    not kept locked."""
+    settings = load_settings(environ=ENV)
+    hubspot = Directory()
+    hubspot.conn = redis_conn
+    deps = Deps(settings=settings, redis=redis_conn, hubspot=hubspot, limiter=None)  # type: ignore[arg-type]
+    echo = dict(_score("2"), changeSource="INTEGRATION", sourceId=settings.policy.app_id)
+    deleted = {"subscriptionType": "contact.deletion", "objectId": 3, "occurredAt": 1_700_000_000_000,
+               "eventId": 2, "portalId": 62515, "subscriptionId": 1}
+    locked_at_parse: list[bool] = []
+
+    def parse(raws: list[dict[str, Any]]) -> list[Any]:
+        locked_at_parse.extend(bool(redis_conn.exists(f"lc:lock:62515:{r['objectId']}")) for r in raws)
+        triggers = [parse_trigger(r, settings.policy) for r in raws]
+        return [t for t in triggers if not t.by_self]
+
+    with ContactLocks(redis_conn, 62515) as locks:
+        found = gather(deps, {"1": [_score("1")], "2": [echo], "3": [deleted]}, {}, parse, locks)
+        assert locked_at_parse == [True, True, True]
+        assert (found.locked, found.gone, locks.held) == ({"1"}, {"3"}, {"1"})
+        assert [bool(redis_conn.exists(f"lc:lock:62515:{c}")) for c in "123"] == [True, False, False]
+    assert hubspot.calls == [("read", ["1"])]

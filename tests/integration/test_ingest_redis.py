@@ -289,3 +289,30 @@ def test_apps_share_nothing_but_redis(redis_conn: redis.Redis) -> None:
     events = [hubspot_event()]
     assert post(make(), events).json["accepted"] == 1
     assert post(make(), events).json["duplicates"] == 1
+
+
+# -- the coalescing job reads what both producers stored, as RQ itself would ---------------------------------
+def test_the_coalescing_read_decodes_every_stored_job_as_rq_does(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    """worker.coalesce reads a queued job's `data` field without building RQ's Job: its payload must be
+    the job's own first argument, for jobs from the web (webhooks/store.py, its template of RQ's
+    commands) and from the worker (Queue.enqueue), and None for anything that is not our job."""
+    from worker import coalesce
+    from worker.deps import Deps
+    from worker.jobs import enqueue_payload
+
+    assert post(client, [hubspot_event(objectId=101), hubspot_event(objectId=10**30)]).status_code == 200
+    assert post(client, [email_event("BOUNCE")], url=EMAIL_URL).status_code == 200
+    deps = Deps(settings=make_settings(), redis=redis_conn, hubspot=None, limiter=None)  # type: ignore[arg-type]
+    queue = deps.queue()
+    enqueue_payload(deps, {"v": 1, "portal_id": 62515, "source": "reconcile", "contacts": {"7": []}})
+    other = queue.enqueue("builtins.print", "not ours")  # another function: never taken
+    redis_conn.hset(Job.key_for("plain"), "data", json.dumps([JOB_FUNC, None, [{"contacts": {}}], {}]))  # uncompressed
+    redis_conn.hset(Job.key_for("junk"), "data", zlib.compress(b"\x80 not json"))
+
+    ours = [jid for jid in queue.job_ids if jid != other.id]
+    ids = [*ours, other.id, "plain", "junk", "gone"]
+    got = coalesce._payloads(redis_conn, ids, queue)
+    expected = [Job.fetch(jid, connection=redis_conn, serializer=JSONSerializer).args[0] for jid in ours]
+    assert got[:len(ours)] == expected
+    assert len(expected) == 3 and any({"101", str(10**30)} <= set(p.get("contacts") or {}) for p in expected)
+    assert got[len(ours):] == [None, {"contacts": {}}, None, None]
