@@ -440,7 +440,8 @@ def _count_stored(redis_url: str) -> tuple[int | None, int | None]:
 
     try:
         conn = redis.Redis.from_url(redis_url)
-        return int(conn.llen("rq:queue:hubspot")), sum(int(conn.hlen(k)) for k in conn.scan_iter("lc:dedupe:*", count=10_000))
+        entries = sum(int(conn.hlen(k)) for k in conn.scan_iter("lc:dedupe:*", count=10_000))
+        return int(conn.llen("rq:queue:hubspot")), entries
     except redis.RedisError:
         return None, None
 

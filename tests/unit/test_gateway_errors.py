@@ -291,7 +291,8 @@ def test_request_models_share_one_configuration_and_serialise_as_the_sdks_own(mo
                 types=[m.AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=204)])])])
 
     expected = default_built()
-    monkeypatch.setattr(Configuration, "get_default_copy", classmethod(lambda cls: pytest.fail("a Configuration per model")))
+    monkeypatch.setattr(Configuration, "get_default_copy",
+                        classmethod(lambda cls: pytest.fail("a Configuration per model")))
     ours = _contact.BatchInputSimplePublicObjectBatchInputForCreate(inputs=[_contact.SimplePublicObjectInputForCreate(
         properties={"hs_task_subject": "New MQL"}, associations=[_association_spec({"to": 7, "type_id": 204})])])
     api_client = HubSpot(access_token="unused").crm.contacts.batch_api.api_client
