@@ -1,8 +1,8 @@
 """Side effects of Decisions, each idempotent under redelivery, replay and concurrent workers.
 
 - Owners: round-robin per vertical with an atomic Redis counter (one script call for all of a
-  job's picks); the pick is remembered
-  under the action's key, so a replayed job assigns the same owner.
+  job's picks); the pick is remembered under the action's key, so a replayed job assigns the
+  same owner.
 - Tasks and unsubscribes: an effect ledger in Redis (`lc:effect:<portal>:<key>`), set right
   after HubSpot accepted the batch; a key already in the ledger is skipped.
 - Deals: guarded by state: a contact with an open deal in the pipeline gets no second one.
