@@ -28,7 +28,6 @@ from typing import Any
 
 import msgspec
 import structlog
-from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.queue import Queue
 
@@ -69,7 +68,7 @@ class _Taker:
         self.stopped = not self.first_run
         self.seen = _idents(own)  # distinct: many jobs of a burst are about the same contacts
         self.payloads: list[dict[str, Any]] = []
-        for payload in _payloads(self.conn, self.ids, queue):
+        for payload in _payloads(self.conn, self.ids):
             if payload is not None:
                 self.payloads.append(payload)
                 self.seen |= _idents(payload)
@@ -197,7 +196,7 @@ def _release(deps: Deps, key: str, token: str) -> None:
     deps.redis.eval(_RELEASE, 1, key, token)
 
 
-def _payloads(conn: Any, job_ids: list[str], queue: Queue) -> list[dict[str, Any] | None]:
+def _payloads(conn: Any, job_ids: list[str]) -> list[dict[str, Any] | None]:
     """Each job's payload (one pipelined read), None for a job that is gone or not ours.
 
     Only each job's `data` field is read and decoded here, as RQ's `Job.restore` would decode it
@@ -239,19 +238,6 @@ def _data_payload(raw: bytes | None) -> dict[str, Any] | None:
     return args[0]
 
 
-def _job_payload(job: Job | None) -> dict[str, Any] | None:
-    if job is None or job.func_name != JOB_FUNC or not job.args or not isinstance(job.args[0], dict):
-        return None
-    return job.args[0]
-
-
-def _payload(deps: Deps, job_id: str, queue: Queue) -> dict[str, Any] | None:
-    try:
-        return _job_payload(Job.fetch(job_id, connection=deps.redis, serializer=queue.serializer))
-    except NoSuchJobError:
-        return None
-
-
 def finish(deps: Deps, job_id: str, absorbed: list[str]) -> None:
     """After success: delete the absorbed jobs and the bookkeeping."""
     pipe = deps.redis.pipeline(transaction=False)
@@ -262,7 +248,7 @@ def finish(deps: Deps, job_id: str, absorbed: list[str]) -> None:
     pipe.execute()
 
 
-def absorbed_payloads(deps: Deps, job_id: str, queue: Queue) -> list[dict[str, Any]]:
+def absorbed_payloads(deps: Deps, job_id: str) -> list[dict[str, Any]]:
     """Payloads a failed job had absorbed (for `lifecycle failed show` / replay --dry-run)."""
     ids = [i.decode() for i in deps.redis.lrange(absorbed_key(job_id), 0, -1)]
-    return [p for p in _payloads(deps.redis, ids, queue) if p is not None]
+    return [p for p in _payloads(deps.redis, ids) if p is not None]

@@ -86,7 +86,7 @@ def list_failed(deps: Deps, since_s: float | None = None, error: str | None = No
 
 
 def _summary(deps: Deps, queue: Queue, job: Job, score: float | None) -> FailedJob:
-    payloads = [p for p in [_own_payload(job)] if p] + coalesce.absorbed_payloads(deps, job.id, queue)
+    payloads = [p for p in [_own_payload(job)] if p] + coalesce.absorbed_payloads(deps, job.id)
     inbox = Inbox.of(payloads)
     failed_results = _failed_results(job)
     error = _error_text(job, failed_results)
@@ -194,7 +194,7 @@ def _plan_text(deps: Deps, queue: Queue, job: Job) -> str:
     own = _own_payload(job)
     if own is None:
         raise ReplayError(f"job {job.id}: not a lifecycle job ({job.func_name}); a dry run cannot plan it")
-    inbox = Inbox.of([own, *coalesce.absorbed_payloads(deps, job.id, queue)])
+    inbox = Inbox.of([own, *coalesce.absorbed_payloads(deps, job.id)])
     try:
         contacts, decisions, outcome = plan_inbox(deps, inbox)
     except HubSpotError as exc:

@@ -311,7 +311,7 @@ def test_the_coalescing_read_decodes_every_stored_job_as_rq_does(client: FlaskCl
 
     ours = [jid for jid in queue.job_ids if jid != other.id]
     ids = [*ours, other.id, "plain", "junk", "gone"]
-    got = coalesce._payloads(redis_conn, ids, queue)
+    got = coalesce._payloads(redis_conn, ids)
     expected = [Job.fetch(jid, connection=redis_conn, serializer=JSONSerializer).args[0] for jid in ours]
     assert got[:len(ours)] == expected
     assert len(expected) == 3 and any({"101", str(10**30)} <= set(p.get("contacts") or {}) for p in expected)
