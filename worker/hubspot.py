@@ -268,17 +268,16 @@ class HubSpotGateway:
         """Map each id to the ids it is associated with (v4 batch read, paging followed)."""
         result: dict[str, list[str]] = {str(i): [] for i in ids}
         pending = [(str(i), None) for i in dict.fromkeys(ids)]
+        get_page = _json_answer(self._assoc.get_page)  # 1,000 rows of models cost ~0.2 s of CPU
         while pending:
             part, pending = pending[:ASSOC_BATCH], pending[ASSOC_BATCH:]
             body = _assoc.BatchInputPublicFetchAssociationsBatchRequest(inputs=[
                 _assoc.PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in part])
-            answer = self._call(f"associations.{from_type}.{to_type}.batch.read", self._assoc.get_page,
-                                from_type, to_type, body)
-            for row in answer.results or []:
-                source = str(row._from.id)
-                result.setdefault(source, []).extend(str(t.to_object_id) for t in row.to or [])
-                if row.paging and row.paging.next and row.paging.next.after:
-                    pending.append((source, row.paging.next.after))
+            answer = self._call(f"associations.{from_type}.{to_type}.batch.read", get_page, from_type, to_type, body)
+            for source, targets, after in _association_rows(answer):
+                result.setdefault(source, []).extend(targets)
+                if after:
+                    pending.append((source, after))
         return {k: list(dict.fromkeys(v)) for k, v in result.items()}
 
     # -- communication preferences ---------------------------------------------------------------
@@ -465,6 +464,13 @@ def _json_answer(method: Callable[..., Any]) -> Callable[..., Any]:
         return orjson.loads(data) if data else {}
 
     return call
+
+
+def _association_rows(answer: Mapping[str, Any]) -> Iterator[tuple[str, list[str], str | None]]:
+    """(from id, to ids, the next page's `after`) of a v4 association batch read's JSON answer."""
+    for row in answer.get("results") or []:
+        after = ((row.get("paging") or {}).get("next") or {}).get("after")
+        yield str(row["from"]["id"]), [str(t["toObjectId"]) for t in row.get("to") or []], after or None
 
 
 def _batch_errors(answer: Mapping[str, Any], endpoint: str) -> list[str]:

@@ -143,3 +143,56 @@ def test_company_side_association_events_are_processed_not_skipped(system: Syste
     assert all(outcome == cid for _, outcome in parsed), parsed
     assert system.company(company)["account_status"] == "mql"
     assert system.failed_jobs() == []
+
+
+def test_a_big_job_reads_all_its_contacts_companies_while_it_decides_and_rolls_up_only_what_changed(
+        system: System, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job of PREFETCH_COMPANIES_AT contacts or more reads every held contact's companies in one
+    call started before deciding; only the contacts that need it are rolled up from that read."""
+    moving = system.rep_create_contact(email="moving@ex.test", hubspotscore=10)
+    still = system.rep_create_contact(email="still@ex.test", hubspotscore=10)
+    first, second = system.rep_create_company(name="Moves"), system.rep_create_company(name="Stays")
+    system.rep_associate(moving, first)
+    system.rep_associate(still, second)
+    system.settle()
+    assert system.company(first)["account_status"] == system.company(second)["account_status"] == "prospect"
+    system.session.post(f"{system.base}/_sandbox/webhooks/pause", timeout=10).raise_for_status()
+    system.rep_update(moving, hubspotscore=150)  # crosses 100: mql, a rollup of `first`
+    system.rep_update(still, hubspotscore=20)  # nothing to do
+
+    def score(cid: str, value: str) -> dict[str, Any]:
+        return {**_status_edit(cid, value), "propertyName": "hubspotscore", "changeSource": "CALCULATED",
+                "sourceId": None}
+
+    monkeypatch.setattr(process, "PREFETCH_COMPANIES_AT", 2)
+    reads: list[list[str]] = []
+    real = system.deps.hubspot.associations
+
+    def associations(from_type: str, to_type: str, ids: Any) -> dict[str, list[str]]:
+        reads.append(sorted(ids))
+        return real(from_type, to_type, ids)
+
+    monkeypatch.setattr(system.deps.hubspot, "associations", associations)
+    rolled: list[tuple[set[str], set[str]]] = []
+    real_recompute = rollups.recompute
+
+    def recompute(deps: Any, contacts: Any, *args: Any, c2co: Any, **kwargs: Any) -> Any:
+        rolled.append((set(contacts), set(c2co)))
+        return real_recompute(deps, contacts, *args, c2co=c2co, **kwargs)
+
+    monkeypatch.setattr(rollups, "recompute", recompute)
+    process_inbox(system.deps, Inbox.of([_payload(contacts={moving: [score(moving, "150")],
+                                                            still: [score(still, "20")]})]),
+                  requeue=lambda _: pytest.fail("nothing to defer"))
+    assert reads == [sorted([moving, still])]  # both held contacts, in the one prefetch, and no other read
+    assert rolled == [({moving}, {moving})]  # the rollup takes only the contact that moved
+    assert system.company(first)["account_status"] == "mql"
+    assert system.company(second)["account_status"] == "prospect"
+    monkeypatch.setattr(process, "PREFETCH_COMPANIES_AT", 3)  # a smaller job reads only what it needs
+    reads.clear()
+    system.rep_update(still, hubspotscore=130)
+    process_inbox(system.deps, Inbox.of([_payload(contacts={moving: [score(moving, "150")],
+                                                            still: [score(still, "130")]})]),
+                  requeue=lambda _: pytest.fail("nothing to defer"))
+    assert reads == [[still]]
+    assert system.company(second)["account_status"] == "mql"

@@ -300,3 +300,32 @@ def test_request_models_share_one_configuration_and_serialise_as_the_sdks_own(mo
     monkeypatch.undo()
     shared = ours.inputs[0].local_vars_configuration
     assert shared.client_side_validation == Configuration.get_default_copy().client_side_validation
+
+
+def test_an_association_read_parsed_as_json_matches_what_the_sdk_models_give() -> None:
+    """associations() reads the v4 batch answer as JSON: the same (from, to ids, next page) as the models."""
+    from hubspot import HubSpot
+
+    from worker.hubspot import _association_rows
+
+    answer = {"status": "COMPLETE", "startedAt": "2026-12-04T10:00:00Z", "completedAt": "2026-12-04T10:00:01Z",
+              "results": [
+                  {"from": {"id": "7"}, "to": [
+                      {"toObjectId": 9001, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 1,
+                                                                 "label": "Primary"}]},
+                      {"toObjectId": 9_007_199_254_740_993, "associationTypes": []}],
+                   "paging": {"next": {"after": "MTA=", "link": "x"}}},
+                  {"from": {"id": "8"}, "to": []}]}
+
+    class Raw:
+        data = json.dumps(answer).encode()
+
+        def getheader(self, name: str, default: Any = None) -> str:
+            return "application/json"
+
+    api_client = HubSpot(access_token="unused").crm.associations.v4.batch_api.api_client
+    models = api_client.deserialize(Raw(), "BatchResponsePublicAssociationMultiWithLabel")
+    from_models = [(str(r._from.id), [str(t.to_object_id) for t in r.to or []],
+                    r.paging.next.after if r.paging and r.paging.next else None) for r in models.results]
+    assert list(_association_rows(json.loads(json.dumps(answer)))) == from_models
+    assert from_models[0] == ("7", ["9001", "9007199254740993"], "MTA=")
