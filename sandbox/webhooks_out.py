@@ -219,27 +219,22 @@ class WebhookDispatcher:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conns: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
         key = (parts.scheme, parts.netloc)
-        for fresh in (False, True):
+        for _ in range(2):
             conn = conns.get(key)
-            reused = conn is not None and not fresh
-            if conn is None or fresh:
-                if conn is not None:
-                    conn.close()
+            reused = conn is not None
+            if conn is None:
                 kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
                 conn = conns[key] = kind(parts.hostname or "", parts.port, timeout=self.timeout_s)
             try:
                 conn.request("POST", path, body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except BaseException as exc:
                 conn.close()
                 del conns[key]
-                if reused:
+                stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
+                if reused and stale:
                     continue  # closed while idle: once more on a new connection
-                raise
-            except BaseException:
-                conn.close()
-                del conns[key]
                 raise
             if response.will_close:
                 conn.close()

@@ -128,11 +128,6 @@ def pick_owners(deps: Deps, picks: list[OwnerPick]) -> list[str]:
     return [p.decode() if isinstance(p, bytes) else str(p) for p in picked]
 
 
-def pick_owner(deps: Deps, vertical: str | None, key: str, avoid: str | None = None) -> str:
-    """Next owner of `vertical` (round-robin, atomic), remembered under `key`."""
-    return pick_owners(deps, [OwnerPick(vertical, key, avoid)])[0]
-
-
 def assign_owners(deps: Deps, contacts: Mapping[str, Contact], decisions: Mapping[str, Decision],
                   updates: dict[str, dict[str, str]], report: EffectsReport) -> None:
     owner_prop = deps.settings.policy.contact.owner

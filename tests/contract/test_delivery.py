@@ -201,3 +201,40 @@ def test_sandbox_package_never_imports_the_worker() -> None:
                 else []
             )
             assert not {n.split(".")[0] for n in names} & forbidden, f"{path.name} imports {names}"
+
+
+def test_a_keep_alive_connection_the_receiver_closed_while_idle_is_reopened_once() -> None:
+    """The sandbox's sender keeps one connection per thread; a receiver that closes it between
+    deliveries (as servers do with idle keep-alive connections) costs no failed attempt."""
+    import socket
+
+    from sandbox.webhooks_out import WebhookDispatcher
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        for _ in range(2):  # one request per connection, answered as keep-alive, then closed
+            conn, _ = server.accept()
+            seen.append(conn.recv(65536))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n")
+            time.sleep(0.05)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    dispatcher = WebhookDispatcher(client_secret="s", target_url=None, max_attempts=1, retry_base_s=0.01,
+                                   timeout_s=2, max_concurrency=1, batch_window_ms=10)
+    url = f"http://127.0.0.1:{port}/hook"
+    try:
+        dispatcher.submit_record(url, [{"id": "a"}])
+        assert dispatcher.flush(5)
+        time.sleep(0.2)  # the receiver has closed the idle connection by now
+        dispatcher.submit_record(url, [{"id": "b"}])
+        assert dispatcher.flush(5)
+    finally:
+        dispatcher.close()
+        server.close()
+    assert [(e["outcome"], e["attemptNumber"]) for e in dispatcher.log()] == [("delivered", 0), ("delivered", 0)]
+    assert len(seen) == 2 and b'"id":"b"' in seen[1]
