@@ -38,6 +38,8 @@ JOB_FUNC = "worker.jobs.handle_events"
 GROWTH_POLL_S = 0.2  # how often a coalescing job looks for newly queued jobs
 QUIET_POLLS = 3  # once jobs have arrived, looks in a row with none that end the wait
 TAKE_BATCH = 100  # queued jobs moved per pipelined round trip
+HANDOVER_BATCH = 8  # handed-over jobs moved per round trip (at most one per waiting worker)
+HAND_OVER_POLL_S = 0.05  # how often a job that handed its events over looks for the hold to end
 HOLD_TTL_MS = 3000  # the one-at-a-time hold, renewed at every batch and look: a dead holder's lapses fast
 Taken = tuple[list[str], list[dict[str, Any]]]  # (absorbed job ids, their payloads)
 
@@ -48,6 +50,10 @@ def absorbed_key(job_id: str) -> str:
 
 def absorbing_key(queue: Queue) -> str:
     return f"lc:absorbing:{queue.name}"
+
+
+def handover_key(queue: Queue) -> str:
+    return f"lc:handover:{queue.name}"
 
 
 def _idents(payload: dict[str, Any]) -> set[str]:
@@ -62,6 +68,7 @@ class _Taker:
         self.conn, self.queue, self.max = deps.redis, queue, max_contacts
         self.renew: Callable[[], None] = lambda: None  # called at every batch (the hold's keep-alive)
         self.key = absorbed_key(job.id)
+        self.handover = handover_key(queue)
         self.ttl = deps.settings.worker.failure_ttl_s
         self.ids = [i.decode() for i in self.conn.lrange(self.key, 0, -1)]
         self.first_run = not self.conn.exists(f"{self.key}:done-absorbing")
@@ -90,6 +97,8 @@ class _Taker:
 
     def _take_batch(self) -> int:
         pipe = self.conn.pipeline(transaction=False)
+        for _ in range(HANDOVER_BATCH):  # jobs that waited for the hold (dequeued before the rest)
+            pipe.lmove(self.handover, self.key, "LEFT", "RIGHT")
         for _ in range(TAKE_BATCH):
             pipe.lmove(self.queue.key, self.key, "LEFT", "RIGHT")
         moved = [r.decode() for r in pipe.execute() if r is not None]
@@ -143,18 +152,21 @@ def absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts
 
 
 def wait_and_absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max_contacts: int, *,
-                    sleep: Callable[[float], None] = time.sleep) -> Taken:
-    """`absorb`, going on while jobs keep arriving (module docstring); one job at a time."""
+                    sleep: Callable[[float], None] = time.sleep, wait_s: float | None = None,
+                    hand_over: Callable[[], Job] | None = None) -> Taken | None:
+    """`absorb`, going on while jobs keep arriving (module docstring); one job at a time.
+
+    `wait_s` bounds the looks (default `worker.coalesce_wait_s`; 0: take what is queued, no look).
+    With `hand_over` (which creates, unsaved, a copy of this job), a job that finds another one
+    taking the queue offers it its events: None when that job took them, so this one has nothing
+    left to do (`_wait_for_hold`)."""
     taker = _Taker(deps, job, queue, own, max_contacts)
     if not taker.first_run:
         return taker.done()  # a rerun: takes nothing new, no wait
-    wait_s = deps.settings.worker.coalesce_wait_s
+    wait_s = deps.settings.worker.coalesce_wait_s if wait_s is None else wait_s
     token, key = uuid.uuid4().hex, absorbing_key(queue)
-    deadline = time.monotonic() + wait_s + 10.0
-    while not deps.redis.set(key, token, nx=True, px=HOLD_TTL_MS):
-        if time.monotonic() > deadline:
-            break  # the holder is slow: absorbing without it is safe (LMOVE), just less tidy
-        sleep(GROWTH_POLL_S)  # a holder that died lets go within HOLD_TTL_MS
+    if not _wait_for_hold(deps, queue, key, token, wait_s, sleep, hand_over):
+        return None
     taker.renew = lambda: _renew(deps, key, token)
     try:
         started = time.monotonic()
@@ -166,6 +178,46 @@ def wait_and_absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max
         return taker.done()
     finally:
         _release(deps, key, token)
+
+
+def _wait_for_hold(deps: Deps, queue: Queue, key: str, token: str, wait_s: float,
+                   sleep: Callable[[float], None], hand_over: Callable[[], Job] | None) -> bool:
+    """Take the one-at-a-time hold, waiting while another job has it. False: this job's events
+    were handed over (it must not process them), and it holds nothing.
+
+    A job that waits here was dequeued while another job is taking the burst; processed after it,
+    it would find its contacts locked by that job and defer them until that job ends (seconds, for
+    a whole burst). So, with `hand_over`, a copy of it waits on `lc:handover:<queue>`, a list only
+    a job that takes the queue takes from (idle workers would take a copy from the queue itself,
+    each to hand it over again). Whoever takes the copy (LMOVE: once) owns those events. This job
+    still waits for the hold, so that its worker does not take the next job of the burst; then,
+    if the holder stopped taking before the copy, LREM takes it back (atomically too), and this
+    job goes on as if nothing had happened. A worker killed in between leaves the copy for the next
+    job that takes the queue, and its own job for the reaper: the events are processed twice, which
+    is safe."""
+    deadline = time.monotonic() + wait_s + 10.0
+    copy: str | None = None
+    handover = handover_key(queue)
+    while not deps.redis.set(key, token, nx=True, px=HOLD_TTL_MS):
+        if hand_over is not None:
+            if copy is None:
+                job = hand_over()
+                pipe = deps.redis.pipeline(transaction=True)
+                job.save(pipeline=pipe)
+                pipe.rpush(handover, job.id)
+                pipe.execute()
+                copy = job.id
+        if time.monotonic() > deadline:
+            break  # the holder is slow: absorbing without it is safe (LMOVE), just less tidy
+        sleep(HAND_OVER_POLL_S if copy else GROWTH_POLL_S)  # a holder that died lets go within HOLD_TTL_MS
+    if copy is None:
+        return True
+    if deps.redis.lrem(handover, 1, copy):
+        deps.redis.delete(Job.key_for(copy))  # taken back: this job carries the events again
+        return True
+    _release(deps, key, token)  # taken just now
+    log.info("job_handed_over", copy=copy)
+    return False
 
 
 def _keep_taking(taker: _Taker, until: float, sleep: Callable[[float], None]) -> int:

@@ -11,8 +11,9 @@ lost or never got are deferred to a new job instead of blocking or being dropped
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 
@@ -39,6 +40,24 @@ return kept
 """
 
 
+def lock_key(portal_id: int | str, name: str) -> str:
+    """A lock's key: `name` is a contact id, or `company:<id>` for a company's rollup."""
+    return f"lc:lock:{portal_id}:{name}"
+
+
+def wait_until_free(conn: redis.Redis, portal_id: int | str, names: Iterable[str], *, timeout_s: float,
+                    poll_s: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Wait until no job holds a lock on `names`, at most `timeout_s`; True when none does.
+    (A deferred job's wait: it then tries the locks, and defers again what is still taken.)"""
+    keys = [lock_key(portal_id, n) for n in names]
+    deadline = time.monotonic() + timeout_s
+    while keys and conn.exists(*keys):
+        if time.monotonic() >= deadline:
+            return False
+        sleep(poll_s)
+    return True
+
+
 class ContactLocks:
     """The locks one job holds on a set of contacts (or, with a `prefix`, other objects) of one portal."""
 
@@ -55,7 +74,7 @@ class ContactLocks:
         self._thread: threading.Thread | None = None
 
     def key(self, contact_id: str) -> str:
-        return f"lc:lock:{self._portal}:{self._prefix}{contact_id}"
+        return lock_key(self._portal, f"{self._prefix}{contact_id}")
 
     def acquire(self, contact_ids: Iterable[str]) -> tuple[set[str], set[str]]:
         """Try every contact once; return (locked, busy). Never blocks."""

@@ -5,6 +5,7 @@ rerun takes nothing new. Real Redis and RQ jobs; the waits are counted in looks,
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from rq.job import Job
 
 from worker import coalesce
 from worker.deps import Deps
-from worker.jobs import enqueue_payload
+from worker.jobs import copy_job, enqueue_payload
 from worker.settings import load_settings
 
 ENV = {"HUBSPOT_CLIENT_SECRET": "s", "HUBSPOT_ACCESS_TOKEN": "t", "HUBSPOT_APP_ID": "4242"}
@@ -182,3 +183,76 @@ def test_the_hold_is_renewed_while_taking_and_a_dead_holders_lapses(deps: Deps) 
 
     coalesce.wait_and_absorb(deps, nxt, queue, nxt.args[0], 1000, sleep=real_sleep)
     assert 1 <= len(waits) <= 10  # looks at the hold until it lapsed (0.3 s), then one look at the queue
+
+
+def test_a_job_dequeued_while_another_takes_the_burst_hands_its_events_over(deps: Deps) -> None:
+    """The second worker's job would otherwise run after the burst's job and find its contacts
+    locked by it (deferred until that job ends): its copy is taken with the burst instead."""
+    queue = deps.queue()
+    for cid in ("holder", "waiter", "queued"):
+        enqueue_payload(deps, _payload(cid))
+    holder, waiter = _start(deps), _start(deps)
+    handover = coalesce.handover_key(queue)
+    outcome: dict[str, Any] = {}
+
+    def second_worker() -> None:
+        outcome["taken"] = coalesce.wait_and_absorb(deps, waiter, queue, waiter.args[0], 1000,
+                                                    hand_over=lambda: copy_job(deps, waiter.args[0]))
+
+    thread = threading.Thread(target=second_worker)
+
+    def holder_looks(seconds: float) -> None:
+        if not thread.is_alive() and "taken" not in outcome:  # first look: the second worker's job starts
+            thread.start()
+            deadline = time.monotonic() + 10
+            while not deps.redis.llen(handover) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    ids, payloads = coalesce.wait_and_absorb(deps, holder, queue, holder.args[0], 1000, sleep=holder_looks)
+    thread.join(10)
+    assert outcome["taken"] is None  # nothing left for the second worker's job to do
+    assert _contacts(payloads) == ["queued", "waiter"]
+    copy = Job.fetch(ids[-1], connection=deps.redis, serializer=queue.serializer)
+    assert copy.args[0] == waiter.args[0] and copy.id != waiter.id
+    assert copy.timeout == deps.settings.worker.job_timeout_s and copy.retries_left is not None
+    assert deps.redis.llen(handover) == 0 and deps.redis.llen(queue.key) == 0
+    assert not deps.redis.exists(coalesce.absorbing_key(queue))
+
+
+def test_a_copy_the_holder_did_not_take_is_taken_back(deps: Deps) -> None:
+    queue = deps.queue()
+    for cid in ("own", "a"):
+        enqueue_payload(deps, _payload(cid))
+    job = _start(deps)
+    key, handover = coalesce.absorbing_key(queue), coalesce.handover_key(queue)
+    deps.redis.set(key, "another-job")
+    copies: list[str] = []
+
+    def hand_over() -> Job:
+        copies.append((made := copy_job(deps, job.args[0])).id)
+        return made
+
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        assert deps.redis.lrange(handover, 0, -1) == [copies[0].encode()]  # waits there, not in the queue
+        if len(polls) == 3:
+            deps.redis.delete(key)  # the holder stopped taking without looking again
+
+    taken = coalesce.wait_and_absorb(deps, job, queue, job.args[0], 1000, sleep=sleep, wait_s=0.0,
+                                     hand_over=hand_over)
+    assert taken is not None and _contacts(taken[1]) == ["a"]  # it went on as if nothing happened
+    assert polls[:3] == [coalesce.HAND_OVER_POLL_S] * 3
+    assert deps.redis.llen(handover) == 0 and not deps.redis.exists(Job.key_for(copies[0]))
+
+
+def test_a_copy_left_behind_by_a_killed_worker_is_taken_by_the_next_job(deps: Deps) -> None:
+    queue = deps.queue()
+    left = copy_job(deps, _payload("left"))
+    left.save()
+    deps.redis.rpush(coalesce.handover_key(queue), left.id)
+    enqueue_payload(deps, _payload("next"))
+    job = _start(deps)
+    ids, payloads = coalesce.absorb(deps, job, queue, job.args[0], 1000)
+    assert ids == [left.id] and _contacts(payloads) == ["left"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import time
 
+import pytest
 import redis
 
-from worker.locks import ContactLocks
+from worker.locks import ContactLocks, wait_until_free
 from worker.ratelimit import RateLimiter
 
 
@@ -87,3 +88,28 @@ def test_heartbeat_keeps_a_long_job_s_lock(redis_conn: redis.Redis) -> None:
         locks.acquire(["8"])
         time.sleep(0.8)
         assert locks.still_held(["8"]) == {"8"}
+
+
+def test_a_deferred_job_waits_for_its_locks_and_goes_on_once_they_are_free(redis_conn: redis.Redis) -> None:
+    contact = ContactLocks(redis_conn, 1, ttl_s=5)
+    company = ContactLocks(redis_conn, 1, ttl_s=5, prefix="company:")
+    contact.acquire(["7"])
+    company.acquire(["9"])
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 2:
+            contact.release()
+        if len(polls) == 4:
+            company.release()
+
+    assert wait_until_free(redis_conn, 1, ["7", "company:9", "8"], timeout_s=60, sleep=sleep)
+    assert len(polls) == 4  # not a poll longer than the last lock
+    still = ContactLocks(redis_conn, 1, ttl_s=5)
+    still.acquire(["7"])
+    started = time.monotonic()
+    assert not wait_until_free(redis_conn, 1, ["7"], timeout_s=0.2)  # then it tries, and defers again
+    assert time.monotonic() - started >= 0.2
+    still.release()
+    assert wait_until_free(redis_conn, 1, [], timeout_s=0, sleep=lambda s: pytest.fail("nothing to wait for"))
