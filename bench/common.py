@@ -156,7 +156,7 @@ def busy_jobs(conn: redis.Redis, queues: Sequence[str]) -> int:
 
 
 def settle(conn: redis.Redis, queues: Sequence[str], portal: Portal, *, timeout_s: float,
-           quiet_polls: int = 4, poll_s: float = 0.25) -> float:
+           quiet_polls: int = 4, poll_s: float = 0.1) -> float:
     """The demo's quiescence test (queues empty, no started or scheduled job, no webhook pending),
     held for `quiet_polls` polls; returns the wall-clock time the final quiet streak began."""
     deadline = time.monotonic() + timeout_s

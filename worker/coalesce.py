@@ -8,10 +8,13 @@ the same absorbed jobs again (safe: level-triggered rules, idempotent effects). 
 success the absorbed jobs and the list are deleted. Jobs are taken `TAKE_BATCH` at a time in
 pipelines: a burst is thousands of jobs, and one round trip each would take seconds.
 
-Under a burst a job keeps taking what arrives, looking every `GROWTH_POLL_S`, until nothing
-more arrives for `QUIET_POLLS` looks in a row (or `worker.coalesce_wait_s` has passed), so it
-takes the whole burst rather than its first trickle. At a low rate nothing arrives during the
-first look, and the job goes on after that one look (0.2 s). One job at a time does this
+Under a burst a job keeps taking what arrives, looking after `FIRST_LOOK_S` and then every
+`GROWTH_POLL_S`, until nothing more arrives for `QUIET_POLLS` looks in a row (0.4 s; or
+`worker.coalesce_wait_s` has passed), so it takes the whole burst rather than its first
+trickle. At a low rate nothing arrives during the first look, and the job goes on after that
+one look (0.2 s). The longest pause inside the benchmark's bursts was 0.12 s (five runs, 2-core
+machine); a burst split by a longer one costs a second pass of reads and writes for what came
+after it, nothing else. One job at a time does this
 (`lc:absorbing:<queue>`): two jobs taking turns on the queue would each end up with events of
 every contact, and fight over the same contacts' locks (docs/benchmarks.md). The hold lives
 `HOLD_TTL_MS` and is renewed at every batch and look, so a killed holder's lapses in seconds.
@@ -35,8 +38,9 @@ from worker.deps import Deps
 
 log = structlog.get_logger(__name__)
 JOB_FUNC = "worker.jobs.handle_events"
-GROWTH_POLL_S = 0.2  # how often a coalescing job looks for newly queued jobs
-QUIET_POLLS = 3  # once jobs have arrived, looks in a row with none that end the wait
+FIRST_LOOK_S = 0.2  # a coalescing job's first look for newly queued jobs, after this ...
+GROWTH_POLL_S = 0.1  # ... and, once some arrive, a look this often ...
+QUIET_POLLS = 4  # ... until this many looks in a row find none (0.4 s of quiet)
 TAKE_BATCH = 100  # queued jobs moved per pipelined round trip
 HANDOVER_BATCH = 8  # handed-over jobs moved per round trip (at most one per waiting worker)
 HAND_OVER_POLL_S = 0.05  # how often a job that handed its events over looks for the hold to end
@@ -221,11 +225,12 @@ def _wait_for_hold(deps: Deps, queue: Queue, key: str, token: str, wait_s: float
 
 
 def _keep_taking(taker: _Taker, until: float, sleep: Callable[[float], None]) -> int:
-    """Look every GROWTH_POLL_S and take what arrived, until nothing arrives (once, or QUIET_POLLS
-    times in a row after something did), the cap is reached, or `until`; returns the looks."""
+    """Look after FIRST_LOOK_S, then every GROWTH_POLL_S, and take what arrived, until nothing
+    arrives (at the first look, or QUIET_POLLS times in a row after something did), the cap is
+    reached, or `until`; returns the looks."""
     looks, arrived, still = 0, False, 0
     while not taker.full and time.monotonic() < until:
-        sleep(min(GROWTH_POLL_S, max(0.0, until - time.monotonic())))
+        sleep(min(GROWTH_POLL_S if looks else FIRST_LOOK_S, max(0.0, until - time.monotonic())))
         looks += 1
         if taker.take():
             arrived, still = True, 0

@@ -44,8 +44,10 @@ class Arrivals:
 
     def __init__(self, deps: Deps, per_look: list[int], *, real_sleep: bool = False) -> None:
         self.deps, self.per_look, self.looks, self.real_sleep, self.sent = deps, list(per_look), 0, real_sleep, 0
+        self.waits: list[float] = []
 
     def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
         n = self.per_look[self.looks] if self.looks < len(self.per_look) else 0
         self.looks += 1
         for _ in range(n):
@@ -64,10 +66,11 @@ def test_a_job_keeps_taking_while_jobs_arrive_and_goes_on_once_they_stop(deps: D
     for i in range(250):  # more than one pipelined batch
         enqueue_payload(deps, _payload(f"early-{i}"))
     job = _start(deps)
-    arrivals = Arrivals(deps, [5, 3, 0, 1, 0, 0, 0, 7])
+    arrivals = Arrivals(deps, [5, 3, 0, 1, 0, 0, 0, 0, 7])
     ids, payloads = coalesce.wait_and_absorb(deps, job, deps.queue(), job.args[0], 10_000, sleep=arrivals)
-    assert coalesce.QUIET_POLLS == 3
-    assert arrivals.looks == 7  # one or two looks with nothing new are a pause; three in a row are the end
+    assert coalesce.QUIET_POLLS == 4
+    assert arrivals.looks == 8  # up to three looks with nothing new are a pause; four in a row are the end
+    assert arrivals.waits == [coalesce.FIRST_LOOK_S] + [coalesce.GROWTH_POLL_S] * 7
     assert _contacts(payloads) == [f"early-{i}" for i in range(250)] + [f"late-{i}" for i in range(1, 10)]
     assert len(ids) == 259 and arrivals.sent == 9 and deps.redis.llen(deps.queue().key) == 0
     assert not deps.redis.exists(coalesce.absorbing_key(deps.queue()))
@@ -78,7 +81,7 @@ def test_at_a_low_rate_a_job_looks_once_and_goes_on(deps: Deps) -> None:
     job = _start(deps)
     arrivals = Arrivals(deps, [0, 4])
     ids, _ = coalesce.wait_and_absorb(deps, job, deps.queue(), job.args[0], 1000, sleep=arrivals)
-    assert arrivals.looks == 1 and ids == []
+    assert arrivals.looks == 1 and ids == [] and arrivals.waits == [coalesce.FIRST_LOOK_S]
 
 
 def _waiting(deps: Deps, seconds: float) -> Deps:
