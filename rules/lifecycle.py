@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from rules.model import Action, ActionType, Contact, Decision, HistoryEntry, Trigger, TriggerKind
 from rules.policy import ContactProps, ManualTransition, Policy, Target
@@ -25,6 +26,7 @@ from rules.triggers import (
 )
 
 MAX_STEPS = 10
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class _Ctx:
     policy: Policy
     now_ms: int
     base: Mapping[str, str | None]  # the contact's properties (+ trigger values for ones it lacks)
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)  # what is worked out from the above once
 
     @property
     def p(self) -> ContactProps:
@@ -227,8 +230,16 @@ def _by_person(ctx: _Ctx, entry: HistoryEntry) -> bool:
     return not (entry.source_type == SELF_SOURCE and entry.source_id == ctx.policy.app_id)
 
 
-def _milestone_triggers(ctx: _Ctx) -> list[Trigger]:
-    return [t for t in ctx.triggers if t.kind is TriggerKind.PROPERTY_CHANGED and t.property == ctx.p.milestone]
+def _memo(ctx: _Ctx, name: str, work: Callable[[_Ctx], _T]) -> _T:
+    """`work(ctx)`, worked out once per evaluation: the rules ask the same of `ctx` at every step."""
+    if name not in ctx.memo:
+        ctx.memo[name] = work(ctx)
+    return cast(_T, ctx.memo[name])
+
+
+def _milestone_triggers(ctx: _Ctx) -> tuple[Trigger, ...]:
+    return _memo(ctx, "milestone_triggers", lambda c: tuple(
+        t for t in c.triggers if t.kind is TriggerKind.PROPERTY_CHANGED and t.property == c.p.milestone))
 
 
 def _person_milestone_times(ctx: _Ctx) -> list[int]:
@@ -449,13 +460,19 @@ def _restore_lost_change(ctx: _Ctx, state: _State) -> _Out:
 # -- T4: email health -----------------------------------------------------------------------------
 def _health_facts(ctx: _Ctx) -> list[tuple[int, str]]:
     """(time, description) of every fact saying the address is unusable, oldest first."""
+    return list(_memo(ctx, "health_facts", _find_health_facts))
+
+
+def _find_health_facts(ctx: _Ctx) -> list[tuple[int, str]]:
     facts = []
     for t in ctx.triggers:
         label = health_fact(t, ctx.policy)
+        if not label:
+            continue
         superseded = t.property in ctx.contact.properties and not is_health_value(
             ctx.policy, t.property or "", ctx.contact.get(t.property or "")
         )
-        if label and not (t.kind is TriggerKind.PROPERTY_CHANGED and superseded):
+        if not (t.kind is TriggerKind.PROPERTY_CHANGED and superseded):
             facts.append((t.occurred_at, label))
     for name in ctx.policy.health_properties:  # from state alone: needs the property's history
         value = ctx.base.get(name)
@@ -653,8 +670,7 @@ def _person_stamp(ctx: _Ctx, state: _State) -> _Out:
 def _t2_campaign(ctx: _Ctx, state: _State) -> _Out:
     """T2: prospect/new that received a lead-generation campaign or joined a sequence."""
     p, source, target = ctx.p, ctx.policy.campaign_from, ctx.policy.campaign_to
-    events = [(t.occurred_at, label) for t in ctx.triggers if (label := campaign_fact(t, ctx.policy))]
-    current = [label for name, value in ctx.base.items() if (label := campaign_value(ctx.policy, name, value))]
+    events, current = _memo(ctx, "campaign_facts", _campaign_facts)
     if not events and not current:
         return None
     if (state.get(p.status), state.get(p.milestone)) != (source.status, source.milestone):
@@ -668,6 +684,13 @@ def _t2_campaign(ctx: _Ctx, state: _State) -> _Out:
     if not fresh:
         return _Note(f"{events[-1][1]} is stale: a person changed the milestone after it (ignored)")
     return _Step("T2", f"T2: {fresh[-1]} → {target}", _moves(ctx, state, target))
+
+
+def _campaign_facts(ctx: _Ctx) -> tuple[list[tuple[int, str]], list[str]]:
+    """T2's evidence: (time, description) of the campaign events, and what the properties show."""
+    events = [(t.occurred_at, label) for t in ctx.triggers if (label := campaign_fact(t, ctx.policy))]
+    current = [label for name, value in ctx.base.items() if (label := campaign_value(ctx.policy, name, value))]
+    return events, current
 
 
 def _t3_score(ctx: _Ctx, state: _State) -> _Out:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,11 @@ class TaskTemplate:
     due_in_hours: int
 
 
+class HealthValues(NamedTuple):
+    any: bool
+    values: frozenset[str]
+
+
 @dataclass(frozen=True)
 class Policy:
     """Everything the rules need from config.yaml, and nothing secret."""
@@ -108,6 +115,13 @@ class Policy:
     optout_property: str = "hs_email_optout"
 
     # -- lookups the rules use -------------------------------------------------------------
+    @cached_property
+    def health_values(self) -> Mapping[str, HealthValues]:
+        """`health_properties` as the rules ask it, at every step of every contact: any value
+        ("*"), or one of these (lowercased)."""
+        return {name: HealthValues("*" in wanted, frozenset(w.lower() for w in wanted))
+                for name, wanted in self.health_properties.items()}
+
     def status(self, value: str | None) -> StatusDef | None:
         """The status definition for `value`, or None when unknown or empty."""
         for status in self.statuses:

@@ -7,6 +7,7 @@ Pure: bad input raises `TriggerError` with a one-line message.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -202,15 +203,31 @@ def _unsubscribes(raw: Mapping[str, Any]) -> bool:
     return any(isinstance(s, Mapping) and str(s.get("status") or "").upper() == UNSUBSCRIBED for s in subscriptions)
 
 
+_KEY_PARTS = ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt")
+
+
 def _webhook_key(raw: Mapping[str, Any]) -> str:
     """Stable across redelivery: eventId alone is not unique (hubspot-facts §1.3)."""
-    parts = [raw.get(k) for k in ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt")]
-    if raw.get("eventId") is None or not all(_plain(p) for p in parts):
+    parts = [raw.get(k) for k in _KEY_PARTS]
+    if parts[2] is None or not all(type(p) is int or _plain(p) for p in parts):
         return f"hs-{_digest(raw)}"
     key = "hs-" + "-".join("x" if p is None else str(p) for p in parts)
-    if raw.get("propertyName") is not None:
-        key += "-" + _digest({"name": raw.get("propertyName"), "value": raw.get("propertyValue")})[:12]
+    name = raw.get("propertyName")
+    if name is not None:
+        value = raw.get("propertyValue")
+        key += "-" + (_property_digest(name, value) if type(name) is str and type(value) in _CACHEABLE
+                      else _digest({"name": name, "value": value})[:12])
     return key
+
+
+_CACHEABLE = (str, int, type(None))
+
+
+@functools.lru_cache(maxsize=4096)
+def _property_digest(name: str, value: str | int | None) -> str:
+    """A property event's (name, value) digest: a burst repeats the same few pairs thousands of
+    times. Only str/int/None values are cached: True == 1 would share an entry with 1."""
+    return _digest({"name": name, "value": value})[:12]
 
 
 def _plain(value: object) -> bool:
@@ -221,9 +238,14 @@ def _plain(value: object) -> bool:
     )
 
 
+# json.dumps(content, sort_keys=True, default=str, separators=(",", ":")), without building an
+# encoder per call (a burst's job digests every property event's name and value).
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def _digest(raw: Mapping[str, Any]) -> str:
     content = {k: v for k, v in raw.items() if k != "attemptNumber"}  # retries bump attemptNumber
-    text = json.dumps(content, sort_keys=True, default=str, separators=(",", ":"))
+    text = _CANONICAL.encode(content)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -334,10 +356,10 @@ def health_fact(trigger: Trigger, policy: Policy) -> str | None:
 
 def is_health_value(policy: Policy, name: str, value: str | None) -> bool:
     """True when email-health property `name` holding `value` makes the milestone dead."""
-    wanted = policy.health_properties.get(name, ())
     if value in (None, ""):
         return False
-    return "*" in wanted or str(value).lower() in {w.lower() for w in wanted}
+    wanted = policy.health_values.get(name)
+    return wanted is not None and (wanted.any or str(value).lower() in wanted.values)
 
 
 def campaign_fact(trigger: Trigger, policy: Policy) -> str | None:

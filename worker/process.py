@@ -23,9 +23,11 @@ from rules.triggers import parse_contact, parse_trigger
 from worker import effects, metrics, rollup_due, rollups
 from worker.deps import Deps
 from worker.gather import gather
+from worker.hubspot import BATCH, chunks
 from worker.locks import ContactLocks
 
 log = structlog.get_logger(__name__)
+WRITE_BATCH = BATCH  # contacts re-read then written together (HubSpot's batch size)
 PREFETCH_COMPANIES_AT = 1000  # contacts in a job: read all their companies while deciding (one assoc call per 1,000)
 Requeue = Callable[[dict[str, Any]], None]
 
@@ -172,7 +174,7 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
     with ContactLocks(deps.redis, deps.portal_id, ttl_s=deps.settings.worker.lock_ttl_s) as locks, \
             ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
         found = gather(deps, inbox.contacts, inbox.emails, lambda raws: _triggers(deps, raws, outcome), locks,
-                       with_history=inbox.with_history)
+                       with_history=inbox.with_history, pool=pool)
         phase.done("gather")
         triggers, email_of, busy = found.triggers, found.email_of, set(found.busy)
         prefetch = _prefetch_companies(deps, found.locked, pool)
@@ -189,13 +191,11 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
         report = effects.perform(deps, contacts, decisions, updates, c2co=c2co)
         phase.done("effects")
         held = locks.still_held(updates)
-        moved = _changed_since_read(deps, contacts, held)
-        busy |= (set(updates) - held) | moved
-        writes = {cid: u for cid, u in updates.items() if cid in held and cid not in moved}
-        recorded = rollup_due.record(deps, _rollup_contacts(triggers, decisions) & writes.keys(),
-                                     set(report.poc_contacts) & writes.keys())
-        phase.done("recheck")
-        missing = deps.hubspot.update_objects("contacts", writes) if writes else []
+        rollup_contacts, poc_contacts = _rollup_contacts(triggers, decisions), set(report.poc_contacts)
+        written = _write_unchanged(deps, contacts, {cid: u for cid, u in updates.items() if cid in held},
+                                   lambda ids: rollup_due.record(deps, rollup_contacts & ids, poc_contacts & ids))
+        busy |= (set(updates) - held) | written.moved
+        writes, recorded, missing = written.writes, written.recorded, written.missing
         phase.done("write")
         busy_companies = _rollup(deps, inbox, triggers, contacts, decisions, writes, report, c2co, due)
         phase.done("rollup")
@@ -212,6 +212,45 @@ def process_inbox(deps: Deps, inbox: Inbox, *, requeue: Requeue) -> dict[str, An
     return outcome.as_json({"owners_assigned": report.owners_assigned, "tasks_created": report.tasks_created,
                             "deals_created": report.deals_created, "unsubscribed": report.unsubscribed,
                             "phases_s": phase.seconds})
+
+
+@dataclass
+class _Written:
+    writes: dict[str, dict[str, str]] = field(default_factory=dict)  # sent to HubSpot
+    moved: set[str] = field(default_factory=set)  # someone changed them since this job read them
+    recorded: set[str] = field(default_factory=set)  # rollups recorded as due (worker.rollup_due)
+    missing: list[str] = field(default_factory=list)  # HubSpot no longer has them
+
+
+def _write_unchanged(deps: Deps, contacts: Mapping[str, Contact], updates: Mapping[str, dict[str, str]],
+                     record: Callable[[set[str]], set[str]]) -> _Written:
+    """Write `updates` a batch at a time: re-read the batch (`_changed_since_read`), record the
+    rollups its writes will owe (`record`), write the contacts nobody changed. The batches go side
+    by side, each its own re-read then write: one round trip between a batch's re-read and its
+    write, rather than all the re-reads, then all the writes. The first error raises once the
+    other batches are done (a batch written is written; the job's rerun decides from it)."""
+    done = _Written()
+    parts = [sorted(part) for part in chunks(sorted(updates), WRITE_BATCH)]
+
+    def one(ids: list[str]) -> tuple[set[str], dict[str, dict[str, str]], set[str], list[str]]:
+        moved = _changed_since_read(deps, contacts, set(ids))
+        writes = {cid: updates[cid] for cid in ids if cid not in moved}
+        recorded = record(set(writes))
+        missing = deps.hubspot.update_objects("contacts", writes) if writes else []
+        return moved, writes, recorded, missing
+
+    if not parts:
+        return done
+    with ThreadPoolExecutor(min(len(parts), deps.settings.worker.http_concurrency),
+                            thread_name_prefix="write") as pool:
+        futures = [pool.submit(one, ids) for ids in parts]
+    for future in futures:
+        moved, writes, recorded, missing = future.result()
+        done.moved |= moved
+        done.writes.update(writes)
+        done.recorded |= recorded
+        done.missing += missing
+    return done
 
 
 def _changed_since_read(deps: Deps, contacts: Mapping[str, Contact], ids: set[str]) -> set[str]:

@@ -97,3 +97,60 @@ def test_contacts_are_locked_before_their_events_are_parsed_and_idle_ones_let_go
         assert (found.locked, found.gone, locks.held) == ({"1"}, {"3"}, {"1"})
         assert [bool(redis_conn.exists(f"lc:lock:62515:{c}")) for c in "123"] == [True, False, False]
     assert hubspot.calls == [("read", ["1"])]
+
+
+def test_a_big_job_reads_its_contacts_while_it_parses_their_events(redis_conn: redis.Redis, monkeypatch: Any) -> None:
+    """At READ_AHEAD_AT contacts the read runs while the events are parsed (a parse that waits for
+    the read would time out otherwise), still under the locks; contacts with nothing to do are
+    read but dropped and let go, and nothing is read twice."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Event
+
+    from worker import gather as gather_module
+
+    monkeypatch.setattr(gather_module, "READ_AHEAD_AT", 3)
+    settings = load_settings(environ=ENV)
+    hubspot = Directory()
+    hubspot.conn = redis_conn
+    read_started = Event()
+    plain_read = hubspot.read_objects
+
+    def read_objects(*args: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
+        read_started.set()
+        return plain_read(*args, **kwargs)
+
+    hubspot.read_objects = read_objects  # type: ignore[method-assign]
+    deps = Deps(settings=settings, redis=redis_conn, hubspot=hubspot, limiter=None)  # type: ignore[arg-type]
+    echo = dict(_score("2"), changeSource="INTEGRATION", sourceId=settings.policy.app_id)
+    deleted = {"subscriptionType": "contact.deletion", "objectId": 3, "occurredAt": 1_700_000_000_000,
+               "eventId": 2, "portalId": 62515, "subscriptionId": 1}
+    read_during_parse: list[bool] = []
+
+    def parse(raws: list[dict[str, Any]]) -> list[Any]:
+        read_during_parse.append(read_started.wait(5))
+        return [t for t in (parse_trigger(r, settings.policy) for r in raws) if not t.by_self]
+
+    with ContactLocks(redis_conn, 62515) as locks, ThreadPoolExecutor(1) as pool:
+        found = gather(deps, {"1": [_score("1")], "2": [echo], "3": [deleted]},
+                       {"one@x.test": [_delivered("one@x.test")]}, parse, locks, pool=pool)
+        assert read_during_parse[0] is True
+        assert (found.locked, found.gone, locks.held, sorted(found.rows)) == ({"1"}, {"3"}, {"1"}, ["1"])
+        assert found.email_of == {"one@x.test": "1"}
+    assert hubspot.calls == [("read", ["1", "2", "3"])]
+    assert all(hubspot.locked_when_read)
+
+
+def test_a_small_job_does_not_read_ahead(redis_conn: redis.Redis) -> None:
+    settings = load_settings(environ=ENV)
+    hubspot = Directory()
+    hubspot.conn = redis_conn
+    deps = Deps(settings=settings, redis=redis_conn, hubspot=hubspot, limiter=None)  # type: ignore[arg-type]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def parse(raws: list[dict[str, Any]]) -> list[Any]:
+        assert hubspot.calls == []  # nothing read before its events are parsed
+        return [parse_trigger(r, settings.policy) for r in raws]
+
+    with ContactLocks(redis_conn, 62515) as locks, ThreadPoolExecutor(1) as pool:
+        gather(deps, {"1": [_score("1")], "2": [_score("2")]}, {}, parse, locks, pool=pool)
+    assert hubspot.calls == [("read", ["1", "2"])]

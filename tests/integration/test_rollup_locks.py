@@ -220,3 +220,45 @@ def test_an_association_change_or_a_requeued_company_takes_the_full_path(setting
     rollups.recompute(deps, ["4"], ["901"], written={"4": {"contact_status": "sql"}}, c2co={"4": ["901"]},
                       status_changes={"4": ("prospect", "sql")})
     assert _members_read(hubspot)
+
+
+def test_each_batch_is_reread_then_written_and_a_contact_changed_meanwhile_is_deferred(
+        settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-write re-read goes a batch at a time, each batch written right after its own
+    re-read (its rollups recorded as due first); a contact a rep changed since the job read it is
+    left out of its batch's write and deferred, and the other batches are written all the same."""
+    from worker import process
+
+    monkeypatch.setattr(process, "WRITE_BATCH", 2)
+    names = {settings.policy.contact.status, settings.policy.contact.milestone, settings.policy.contact.reason}
+    status = settings.policy.contact.status
+
+    class Racing(FakeHubSpot):
+        def read_objects(self, object_type: str, ids: Sequence[str], properties: Sequence[str],
+                         history: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+            if set(properties) == names and "3" in ids:  # the re-read of 3's batch: a rep was quicker
+                self.store["contacts"]["3"][settings.policy.contact.milestone] = "qualified"
+            return super().read_objects(object_type, ids, properties, history)
+
+        def update_objects(self, object_type: str, updates: Mapping[str, Mapping[str, str]]) -> list[str]:
+            due = [bool(redis_conn.exists(f"lc:rollup-due:62515:{cid}")) for cid in updates]
+            self.calls.append(("due at write", sorted(updates), due))
+            return super().update_objects(object_type, updates)
+
+    hubspot = Racing({c: {"email": f"{c}@x.test"} for c in "1234"}, {}, {})
+    requeued: list[dict[str, Any]] = []
+    report = process_inbox(_deps(settings, redis_conn, hubspot), Inbox.of([{"portal_id": 62515, "contacts": {
+        c: [] for c in "1234"}}]), requeue=requeued.append)
+    updates = [c for c in hubspot.calls if c[0] == "update" and c[1] == "contacts"]
+    assert sorted(sorted(u[2]) for u in updates) == [["1", "2"], ["4"]]
+    for batch in (["1", "2"], ["3", "4"]):
+        reread = next(i for i, c in enumerate(hubspot.calls) if c[0] == "read" and c[2] == batch
+                      and set(c[3]) == names)
+        written = [i for i, c in enumerate(hubspot.calls) if c[0] == "update" and c[1] == "contacts"
+                   and set(c[2]) <= set(batch)]
+        assert len(written) == 1 and reread < written[0]
+    assert all(all(c[2]) for c in hubspot.calls if c[0] == "due at write")  # recorded before each write
+    assert [hubspot.store["contacts"][c].get(status) for c in "1234"] == ["prospect", "prospect", None, "prospect"]
+    assert report["written"] == 3 and report["deferred"] == 1
+    assert [sorted(p["contacts"]) for p in requeued] == [["3"]]
+    assert redis_conn.keys("lc:rollup-due:*") == [] and redis_conn.keys("lc:lock:*") == []

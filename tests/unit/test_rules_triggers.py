@@ -152,6 +152,25 @@ def test_webhook_key_is_the_composite_and_survives_retries() -> None:
     assert parse_trigger(make_event(occurredAt=T0 + 1), policy()).event_key != first
 
 
+def _digest_as_released(content: dict[str, Any]) -> str:
+    """The content hash as first released: keys are stored (owner picks, task and deal ledgers),
+    so a faster way of computing it must give the very same strings."""
+    import hashlib
+    import json
+
+    text = json.dumps({k: v for k, v in content.items() if k != "attemptNumber"}, sort_keys=True, default=str,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("value", ["dead", "", None, "Ünïcødé ✓", 'quo"te\\', 42, 1, True, 1.0, 1.5, "x" * 300])
+def test_event_keys_are_the_released_ones(value: Any) -> None:
+    keyed = parse_trigger(make_event(propertyValue=value, propertyName="lifecyclestage"), policy()).event_key
+    assert keyed == f"hs-62515-9-100-51-{T0}-" + _digest_as_released({"name": "lifecyclestage", "value": value})[:12]
+    raw = make_event(eventId=None, propertyValue=value, extra={"nested": [1, {"b": 2, "a": None}]})
+    assert parse_trigger(raw, policy()).event_key == "hs-" + _digest_as_released(raw)
+
+
 def test_key_without_event_id_is_a_content_hash() -> None:
     raw = make_event(eventId=None)
     key = parse_trigger(raw, policy()).event_key
