@@ -44,6 +44,14 @@ def _score(cid: str) -> dict[str, Any]:
             "portalId": 62515, "subscriptionId": 1, "attemptNumber": 0}
 
 
+def _idle_events(settings: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Events that ask for nothing: an echo of the app's own write (contact 2), a deletion (3)."""
+    echo = dict(_score("2"), changeSource="INTEGRATION", sourceId=settings.policy.app_id)
+    deleted = {"subscriptionType": "contact.deletion", "objectId": 3, "occurredAt": 1_700_000_000_000,
+               "eventId": 2, "portalId": 62515, "subscriptionId": 1}
+    return echo, deleted
+
+
 def _delivered(email: str) -> dict[str, Any]:
     return {"type": "DELIVERED", "recipient": email, "created": 1_700_000_000_001, "id": f"ev-{email}"}
 
@@ -81,9 +89,7 @@ def test_contacts_are_locked_before_their_events_are_parsed_and_idle_ones_let_go
     hubspot = Directory()
     hubspot.conn = redis_conn
     deps = Deps(settings=settings, redis=redis_conn, hubspot=hubspot, limiter=None)  # type: ignore[arg-type]
-    echo = dict(_score("2"), changeSource="INTEGRATION", sourceId=settings.policy.app_id)
-    deleted = {"subscriptionType": "contact.deletion", "objectId": 3, "occurredAt": 1_700_000_000_000,
-               "eventId": 2, "portalId": 62515, "subscriptionId": 1}
+    echo, deleted = _idle_events(settings)
     locked_at_parse: list[bool] = []
 
     def parse(raws: list[dict[str, Any]]) -> list[Any]:
@@ -121,9 +127,7 @@ def test_a_big_job_reads_its_contacts_while_it_parses_their_events(redis_conn: r
 
     hubspot.read_objects = read_objects  # type: ignore[method-assign]
     deps = Deps(settings=settings, redis=redis_conn, hubspot=hubspot, limiter=None)  # type: ignore[arg-type]
-    echo = dict(_score("2"), changeSource="INTEGRATION", sourceId=settings.policy.app_id)
-    deleted = {"subscriptionType": "contact.deletion", "objectId": 3, "occurredAt": 1_700_000_000_000,
-               "eventId": 2, "portalId": 62515, "subscriptionId": 1}
+    echo, deleted = _idle_events(settings)
     read_during_parse: list[bool] = []
 
     def parse(raws: list[dict[str, Any]]) -> list[Any]:
