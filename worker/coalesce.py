@@ -167,6 +167,11 @@ def wait_and_absorb(deps: Deps, job: Job, queue: Queue, own: dict[str, Any], max
     taker = _Taker(deps, job, queue, own, max_contacts)
     if not taker.first_run:
         return taker.done()  # a rerun: takes nothing new, no wait
+    if taker.ids:
+        # A rerun of a job killed while it was taking: the jobs it took are on its list, and only
+        # it processes them (other jobs give such a job back untaken). A copy would carry its own
+        # events only, and the ones it took would be lost: it waits for the hold instead.
+        hand_over = None
     wait_s = deps.settings.worker.coalesce_wait_s if wait_s is None else wait_s
     token, key = uuid.uuid4().hex, absorbing_key(queue)
     if not _wait_for_hold(deps, queue, key, token, wait_s, sleep, hand_over):

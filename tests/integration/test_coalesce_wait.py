@@ -259,3 +259,32 @@ def test_a_copy_left_behind_by_a_killed_worker_is_taken_by_the_next_job(deps: De
     job = _start(deps)
     ids, payloads = coalesce.absorb(deps, job, queue, job.args[0], 1000)
     assert ids == [left.id] and _contacts(payloads) == ["left"]
+
+
+def test_a_rerun_of_a_job_killed_while_taking_keeps_what_it_took_and_does_not_hand_over(deps: Deps) -> None:
+    """Found by the worker-killed chaos scenario (20 contacts lost): a job killed while it was
+    taking a burst is run again (reaper, RQ); another job holds the queue by then. Handing over
+    a copy of itself would pass on its own events only, and the jobs it had taken (on its
+    absorbed list, which no other job takes) would never be processed."""
+    queue = deps.queue()
+    for cid in ("own", "taken-before-the-kill"):
+        enqueue_payload(deps, _payload(cid))
+    job = _start(deps)
+    before = _start(deps)
+    deps.redis.rpush(coalesce.absorbed_key(job.id), before.id)  # what the killed run had taken
+    key, handover = coalesce.absorbing_key(queue), coalesce.handover_key(queue)
+    deps.redis.set(key, "another-job")
+    handed: list[str] = []
+
+    def hand_over() -> Job:
+        handed.append("copy")
+        return copy_job(deps, job.args[0])
+
+    def sleep(seconds: float) -> None:
+        deps.redis.lmove(handover, coalesce.absorbed_key("another-job"), "LEFT", "RIGHT")  # a copy, if any, is taken
+        deps.redis.delete(key)  # and the holder lets go
+
+    taken = coalesce.wait_and_absorb(deps, job, queue, job.args[0], 1000, sleep=sleep, hand_over=hand_over)
+    assert handed == [] and taken is not None
+    ids, payloads = taken
+    assert ids == [before.id] and _contacts(payloads) == ["taken-before-the-kill"]
