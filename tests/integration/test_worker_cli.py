@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 import requests
 
 from tests.e2e.system import System
@@ -31,15 +33,17 @@ def test_missing_token_exits_2_with_one_line(redis_url: str) -> None:
     assert done.stderr.strip().splitlines() == [expected]
 
 
-def test_worker_processes_jobs_serves_metrics_and_stops_on_sigterm(system: System) -> None:
+def test_worker_processes_jobs_serves_metrics_and_stops_on_sigterm(system: System, tmp_path: Path) -> None:
     cid = system.rep_create_contact(email="m@ex.test", hubspotscore=150)
     system.flush()
     port = _port()
     env = dict(os.environ, REDIS_URL=system.redis_url, HUBSPOT_BASE_URL=system.base,
                HUBSPOT_ACCESS_TOKEN="e2e-app-token", HUBSPOT_APP_ID="4242")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--metrics-port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:  # shown if it does not stop: what its job was doing
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--metrics-port", str(port)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while system.contact(cid).get("contact_status") != "mql" and time.monotonic() < deadline:
@@ -50,7 +54,11 @@ def test_worker_processes_jobs_serves_metrics_and_stops_on_sigterm(system: Syste
         assert 'lifecycle_jobs_total{outcome="ok"}' in metrics
         enqueue_payload(system.deps, {"v": 1, "portal_id": 62515, "contacts": {}, "emails": {}, "companies": {}})
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        try:
+            code = proc.wait(60)  # a warm shutdown: the job it is running finishes first
+        except subprocess.TimeoutExpired:
+            pytest.fail("no exit 60 s after SIGTERM; its log:\n" + log_path.read_text(errors="replace")[-4000:])
+        assert code == 0, log_path.read_text(errors="replace")[-4000:]
     finally:
         if proc.poll() is None:
             proc.kill()
